@@ -1,0 +1,5 @@
+import sys
+
+from gala.cli import main
+
+sys.exit(main())
