@@ -1,6 +1,60 @@
-"""`gala gate`: not built yet."""
+"""`gala gate`: hold a finished run to latency budgets (and a baseline run) for CI; exit 0, 1 or 2."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+exit codes: 0 every budget holds; 1 a budget is broken (the table says which); 2 bad input.
+
+budgets file (YAML), per link and optionally per phase:
+  links:
+    chat:
+      p99_ms: 800              # ceilings: p50_ms p90_ms p95_ms p99_ms max_ms mean_ms error_ratio
+      min_rps: 50              # floors: min_rps min_achieved_ratio
+      thresholds: ["p(95) < 400", "rate < 0.01"]   # k6-style expressions
+      phases:
+        chat: {p95_ms: 300}
+  baseline: {allowed_regression: 0.1, metrics: [p95_ms, p99_ms], noise_z: 3}
+
+default budgets for the built-in target: loadtests/scenarios/feb1.budgets.yaml
+"""
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a ratio like 0.1 (10% worse), got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a ratio >= 0, got {text!r}")
+    return value
 
 
 def register(sub) -> None:
-    p = sub.add_parser("gate", help="(not built yet)")
-    p.set_defaults(func=lambda args: (print("gala gate: not built yet"), 2)[1])
+    p = sub.add_parser(
+        "gate", help="hold a run to latency budgets (CI): exit 0 pass, 1 a budget broken, 2 bad input",
+        description="Hold a results folder to a budgets file, and optionally to a baseline run;\n"
+                    "print a table (budget, measured, margin, result) and write JUnit XML and JSON for pipelines.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a finished run's folder, results/<run-id>")
+    p.add_argument("--budgets", required=True, metavar="FILE", help="the budgets file (YAML)")
+    p.add_argument("--baseline", metavar="RESULTS_DIR",
+                   help="an earlier run of the same scenario: percentiles worse than it beyond noise fail")
+    p.add_argument("--allowed-regression", type=_ratio, metavar="RATIO",
+                   help="how much worse than the baseline a percentile may be (default: the budgets "
+                        "file's baseline.allowed_regression, else 0.1 = 10%%)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML here (one testcase per budget)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON here")
+    p.add_argument("--out", metavar="DIR", help="also write gate.json and junit.xml into DIR")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from capacity_model.gate import gate_run  # lazily: pandas stays out of `gala --help`
+
+    outcome = gate_run(args.results_dir, args.budgets, baseline_dir=args.baseline, junit_path=args.junit,
+                       json_path=args.json, out_dir=args.out, allowed_regression=args.allowed_regression)
+    print(outcome.table)
+    return outcome.exit_code

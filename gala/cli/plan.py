@@ -1,6 +1,44 @@
-"""`gala plan`: not built yet."""
+"""`gala plan`: servers per critical link for the night, from one or more results folders."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Turn what a rehearsal measured into servers per critical link for the night's peak, and write a
+report (report.md, report.html, allocation.csv, plan.json).
+
+Several results folders may be combined: runs at different scales, or a rehearsal plus a
+step-load probe (loadtests/scenarios/probe.yaml) for a target whose CPU gala cannot read.
+Exit codes: 0 the node budget covers every link; 3 it cannot (the report says which links are
+short); 2 bad input."""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("plan", help="(not built yet)")
-    p.set_defaults(func=lambda args: (print("gala plan: not built yet"), 2)[1])
+    p = sub.add_parser(
+        "plan", help="capacity plan for the night from results folders",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("results_dirs", nargs="+", type=Path, metavar="RESULTS_DIR",
+                   help="a results folder written by `gala run` (results/<run-id>); several are combined")
+    p.add_argument("--spec", type=Path, default=None, metavar="FILE",
+                   help="capacity spec YAML (default: capacity_model/specs/gala-2016.yaml)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where to write the report (default: RESULTS_DIR/plan of the first folder)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from capacity_model.api import plan_run  # pandas, scipy, matplotlib: only when planning
+
+    def progress(line: str) -> None:
+        print(f"gala plan: {line}", file=sys.stderr, flush=True)
+
+    outcome = plan_run(args.results_dirs, spec_path=args.spec, out_dir=args.out, progress=progress)
+    for warning in outcome.warnings:
+        progress(f"warning: {warning}")
+    print(outcome.headline)
+    print(f"report: {outcome.report_path}")
+    return outcome.exit_code

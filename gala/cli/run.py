@@ -1,6 +1,136 @@
-"""`gala run`: not built yet."""
+"""`gala run`: a rehearsal (target + Locust subprocesses) into one results folder, then the plan
+and, with --budgets, the gate. Thin: the work is in loadtests.runner, capacity_model.*."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  gala run                                   the 1 February mix against the built-in target, then a plan
+  gala run --duration-scale 0.3 --no-plan    a 30-second smoke run
+  gala run --host http://127.0.0.1:8080 --target-pid 4242 --scenario my.yaml
+                                             your own system on loopback, its CPU sampled
+  gala run --workers 2                       a Locust master and 2 worker processes on this machine
+  gala run --budgets budgets.yaml --abort-on-fail
+                                             CI: the gate's exit code; stop early once a budget is broken
+
+exit codes: 0 done, 1 the run failed, 2 bad input, 3 the plan says the node budget is short,
+130 stopped by Ctrl-C/SIGTERM; with --budgets, the gate's exit code.
+"""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="(not built yet)")
-    p.set_defaults(func=lambda args: (print("gala run: not built yet"), 2)[1])
+    p = sub.add_parser(
+        "run", help="rehearse a scenario against a target and write results/<run-id>/",
+        description="Rehearse a scenario (default: the 1 February 2016 mix) with Locust against the built-in "
+                    "target or your own system; write one results folder, print a table per phase and link, "
+                    "then plan capacity from it.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("what to run")
+    g.add_argument("--scenario", type=Path, metavar="FILE",
+                   help="scenario YAML (default: the packaged loadtests/scenarios/feb1.yaml)")
+    g.add_argument("--duration-scale", type=float, default=1.0, metavar="X",
+                   help="stretch (>1) or shrink (<1) every phase; 0.2 makes feb1 an ~20 s run (default 1)")
+    g.add_argument("--seed", type=int, metavar="N", help="random seed (default: the scenario's)")
+    t = p.add_argument_group("target")
+    t.add_argument("--host", metavar="URL",
+                   help="your own system's base URL; no built-in target is started (loopback only unless the "
+                        "scenario sets target.allow_remote_target)")
+    t.add_argument("--target-pid", type=int, action="append", default=[], metavar="PID",
+                   help="sample this process's CPU (and its children's) as the target; repeatable")
+    t.add_argument("--target-nodes", type=int, default=1, metavar="N",
+                   help="nodes behind the target, recorded in run.json for the plan (default 1)")
+    t.add_argument("--target-config", type=Path, metavar="FILE", help="configuration for the built-in target")
+    t.add_argument("--inject", action="append", default=[], metavar="LINK:KIND=VALUE",
+                   help="a fault for the built-in target: LINK:latency=MS, LINK:errors=RATIO or LINK:stall=S; repeatable")
+    l = p.add_argument_group("generator")
+    l.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="run a Locust master and N worker processes on this machine (default 0: one process)")
+    l.add_argument("--remote-workers", type=int, default=0, metavar="N",
+                   help="master only: wait for N workers connecting from elsewhere (a Kubernetes master pod)")
+    l.add_argument("--master-bind-port", type=int, metavar="PORT",
+                   help="with --remote-workers: the port workers connect to (default 5557)")
+    l.add_argument("--workers-wait", type=int, metavar="S",
+                   help="how long the master waits for its workers to connect (default 60 s local, 300 s remote)")
+    o = p.add_argument_group("output and after the run")
+    o.add_argument("--out", type=Path, default=Path("results"), metavar="DIR",
+                   help="parent folder; the run is written to DIR/<run-id>/ (default: ./results)")
+    o.add_argument("--no-plan", action="store_true", help="do not make a capacity plan after the run")
+    o.add_argument("--spec", type=Path, metavar="FILE", help="capacity spec for the plan (default: the packaged one)")
+    o.add_argument("--budgets", type=Path, metavar="FILE", help="gate the run on these latency budgets (CI)")
+    o.add_argument("--abort-on-fail", action="store_true",
+                   help="with --budgets: stop the run as soon as a budget is clearly broken")
+    o.add_argument("--quiet", action="store_true", help="no live line (the final table is still printed)")
+    p.set_defaults(func=main)
+
+
+def _abort_check(budgets_path: Path):
+    """capacity_model's budget check, bound to the budgets; None when that part is not there yet."""
+    try:
+        from capacity_model.budgets import load_budgets
+        from capacity_model.gate import abort_check
+    except ImportError as exc:
+        print(f"gala run: --abort-on-fail unavailable (capacity_model gate not installed: {exc})", file=sys.stderr)
+        return None
+    budgets = load_budgets(budgets_path)  # bad budgets are an input error before the run starts
+    return lambda live: abort_check(budgets, live)
+
+
+def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
+    try:
+        from capacity_model.api import plan_run
+    except ImportError as exc:
+        print(f"gala run: planning unavailable ({exc}); run `gala plan {run_dir}` later", file=sys.stderr)
+        return 0
+    progress = (lambda _msg: None) if quiet else (lambda msg: print(f"gala plan: {msg}", flush=True))
+    outcome = plan_run([run_dir], spec_path=spec, out_dir=run_dir / "plan", progress=progress)
+    print(outcome.headline, flush=True)
+    return int(outcome.exit_code)
+
+
+def _gate(run_dir: Path, budgets: Path) -> int:
+    try:
+        from capacity_model.gate import gate_run
+    except ImportError as exc:
+        print(f"gala run: gating unavailable ({exc}); run `gala gate {run_dir} --budgets {budgets}` later",
+              file=sys.stderr)
+        return 0
+    outcome = gate_run(run_dir, budgets, out_dir=run_dir / "gate")
+    print(outcome.table, flush=True)
+    return int(outcome.exit_code)
+
+
+def main(args) -> int:
+    from gala.errors import InputError
+    from loadtests.runner import RunOptions, run
+    from loadtests.scenario import DEFAULT_SCENARIO
+
+    if args.abort_on_fail and not args.budgets:
+        raise InputError("--abort-on-fail: needs --budgets FILE (the budgets to check while running)")
+    if args.master_bind_port is not None and not args.remote_workers:
+        raise InputError("--master-bind-port: only with --remote-workers N")
+    if args.workers_wait is not None and (args.workers_wait < 1 or not (args.workers or args.remote_workers)):
+        raise InputError("--workers-wait: expected seconds >= 1, with --workers or --remote-workers")
+    if args.budgets is not None and not args.budgets.is_file():
+        raise InputError(f"--budgets {args.budgets}: no such file")
+    check = _abort_check(args.budgets) if args.abort_on_fail else None
+    outcome = run(RunOptions(
+        scenario=args.scenario or DEFAULT_SCENARIO, host=args.host, target_pids=args.target_pid,
+        target_nodes=args.target_nodes, out=args.out, duration_scale=args.duration_scale, seed=args.seed,
+        workers=args.workers, remote_workers=args.remote_workers, master_bind_port=args.master_bind_port,
+        workers_wait_s=args.workers_wait,
+        target_config=args.target_config, inject=args.inject, abort_check=check, quiet=args.quiet,
+        command=["gala", *sys.argv[1:]],
+    ))
+    if outcome.exit_code == 130 or outcome.info.status == "failed":
+        return outcome.exit_code
+    code = outcome.exit_code
+    if not args.no_plan and not outcome.info.interrupted:
+        code = _plan(outcome.run_dir, args.spec, args.quiet) or code
+    if args.budgets is not None:
+        code = _gate(outcome.run_dir, args.budgets)
+    return code

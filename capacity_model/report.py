@@ -1,0 +1,387 @@
+"""The plan's report: `report.md`, a self-contained `report.html`, `allocation.csv` and `plan.json`.
+
+The report is built once as a list of blocks (headings, paragraphs, lists, tables, charts) and
+rendered twice: Markdown (charts as PNG files beside it, under `charts/`) and HTML (the same charts
+embedded as base64 PNG, no external link, so the file can be mailed or attached to a ticket).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from capacity_model import charts
+from capacity_model.contracts import Measurements, Plan, WhatIf
+from capacity_model.probe import ProbeResult
+
+
+# ---------------------------------------------------------------------------- blocks
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Para:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame
+    index: bool = False
+
+
+@dataclass
+class Chart:
+    name: str
+    caption: str
+    png: bytes
+
+
+Block = Heading | Para | Bullets | Table | Chart
+
+
+@dataclass
+class ReportInputs:
+    """What the report tells besides the plan: the runs behind it and how black-box links were measured."""
+
+    run_paths: list[Path]
+    measurements: Measurements
+    probes: dict[str, ProbeResult] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- formatting
+
+def _num(x, digits: int = 3) -> str:
+    """A number for people: thousands separated, no exponent above 1e-3, `digits` significant figures."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, int) or abs(x) >= 10 ** (digits - 1) or float(x).is_integer():
+        return f"{round(x):,}"
+    if x == 0 or abs(x) < 1e-3:
+        return f"{x:.{digits}g}"
+    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:,.{max(digits - 1 - int(math.log10(abs(x))), 0)}f}"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.0%}"
+
+
+def _ms(x) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:,.0f} ms"
+
+
+def whatif_verdict(w: WhatIf) -> str:
+    over = w.overloaded_links
+    verdict = f"overloads {' and '.join(over)}" if over else "overloads no link"
+    return f"the {w.plan_mix} plan, held against the {w.held_against}, {verdict}"
+
+
+def headline(plan: Plan, report_path: Path | None = None) -> str:
+    """A few lines: nodes per link, total against the budget, the 1 February verdict."""
+    a = plan.allocation
+    lines = [plan.headline()]
+    if not a.feasible:
+        short = "; ".join(f"{x.link} short by {x.shortfall_nodes:,} nodes ({x.shortfall_ratio:.0%})"
+                          for x in a.links if x.shortfall_nodes > 0)
+        lines.append(f"budget: {a.node_budget:,} nodes cannot cover every link: {short}")
+    lines.append(f"1 February what-if: {whatif_verdict(plan.feb1)}")
+    if report_path is not None:
+        lines.append(f"report: {report_path}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- sections
+
+def _runs_section(plan: Plan, inputs: ReportInputs) -> list[Block]:
+    m = inputs.measurements
+    items = [f"{rid} ({path})" for rid, path in zip(plan.run_ids, inputs.run_paths)]
+    blocks: list[Block] = [Heading("Runs"), Para(f"Planned from {len(items)} run(s), measured on "
+                                                  f"{m.measured_nodes} target node(s) of "
+                                                  f"{_num(m.measured_cores_per_node)} core(s):"), Bullets(items)]
+    warnings = [n for n in m.notes if any(w in n for w in ("interrupted", "saturated", "degraded", "audit"))]
+    if warnings:
+        blocks += [Para("Warnings about the runs:"), Bullets(warnings)]
+    return blocks
+
+
+def _allocation_frame(plan: Plan) -> pd.DataFrame:
+    sizing = {s.link: s for s in plan.sizing}
+    rows = []
+    for a in plan.allocation.links:
+        s = sizing.get(a.link)
+        q = plan.uncertainty.links.get(a.link) if plan.uncertainty else None
+        rows.append({
+            "link": a.link,
+            "method": plan.methods.get(a.link, "cpu-demand"),
+            "required_nodes": a.required_nodes,
+            "nodes": a.nodes,
+            "shortfall_nodes": a.shortfall_nodes,
+            "shortfall_ratio": round(a.shortfall_ratio, 4),
+            "binding": s.binding if s else "",
+            "nodes_for_utilization": s.nodes_for_utilization if s else None,
+            "nodes_for_latency": s.nodes_for_latency if s else None,
+            "nodes_before_redundancy": s.nodes_before_redundancy if s else None,
+            "nodes_per_zone": " ".join(map(str, a.nodes_per_zone)) if a.nodes_per_zone else "",
+            "p5_nodes": round(q.p5, 1) if q else None,
+            "p50_nodes": round(q.p50, 1) if q else None,
+            "p95_nodes": round(q.p95, 1) if q else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def _nodes_section(plan: Plan, pngs: dict) -> list[Block]:
+    a = plan.allocation
+    frame = _allocation_frame(plan)
+    shown = frame[["link", "method", "required_nodes", "nodes", "shortfall_nodes", "binding", "nodes_per_zone"]].rename(
+        columns={"required_nodes": "required", "nodes": "allocated", "shortfall_nodes": "short by",
+                 "binding": "bound by", "nodes_per_zone": "per zone"})
+    text = (f"{a.total_nodes:,} nodes of a {a.node_budget:,}-node budget ({a.required_nodes:,} required; "
+            f"solver: {a.solver_status or 'n/a'}).")
+    if not a.feasible:
+        text += " The budget cannot cover every link: " + "; ".join(
+            f"{x.link} is short by {x.shortfall_nodes:,} nodes ({x.shortfall_ratio:.0%} of what it needs)"
+            for x in a.links if x.shortfall_nodes > 0) + "."
+    blocks: list[Block] = [Heading("Nodes per link"), Para(text), Table(shown)]
+    if plan.uncertainty is not None:
+        u = plan.uncertainty
+        q = pd.DataFrame([{"link": k, "p5": v.p5, "p50": v.p50, "p95": v.p95} for k, v in u.links.items()]
+                         + [{"link": "total", "p5": u.total.p5, "p50": u.total.p50, "p95": u.total.p95}]).round(1)
+        blocks += [Para(f"Uncertainty ({u.draws} Monte Carlo draws: fitted demands within their standard "
+                        f"errors, the peak lognormal with CV {u.peak_cv:g}); the total exceeds the budget in "
+                        f"{u.p_over_budget:.0%} of the draws:"), Table(q)]
+    blocks += _chart(pngs, "nodes")
+    return blocks
+
+
+def _chart(pngs: dict, name: str) -> list[Block]:
+    if name not in pngs:
+        return []
+    caption, png = pngs[name]
+    return [Chart(name, caption, png)]
+
+
+def _load_section(plan: Plan, pngs: dict) -> list[Block]:
+    mix = plan.mix.frame().round(0).rename_axis("phase")
+    util = pd.DataFrame({s.link: {p.phase: _pct(p.utilization) for p in s.phases} for s in plan.sizing}
+                        ).rename_axis("phase")
+    return [
+        Heading("Load per phase at the peak"),
+        Para(f"Requests per second per link in each phase, the night's peak ({plan.peak_rate_per_s:,.0f} req/s) "
+             f"spread by the {plan.mix.source} mix:"),
+        Table(mix, index=True),
+        Para(f"Utilization of each link's nodes in each phase (ceiling {plan.spec.utilization_ceiling:.0%}):"),
+        Table(util, index=True),
+        *_chart(pngs, "utilization"),
+    ]
+
+
+def _latency_section(plan: Plan, pngs: dict) -> list[Block]:
+    rows = []
+    for s in plan.sizing:
+        worst = max((p.latency_ms for p in s.phases if p.latency_ms is not None), default=None)
+        rows.append({
+            "link": s.link,
+            "budget": f"p{s.budget.percentile:g} <= {s.budget.latency_ms:g} ms" if s.budget else "none",
+            "measured low-load": _ms(s.base_latency_ms),
+            "predicted (worst phase)": _ms(worst),
+            "within budget": "n/a" if s.budget is None or worst is None else
+                             ("yes" if worst <= s.budget.latency_ms else "NO"),
+            "feasible": "yes" if s.latency_feasible else "NO: the budget is below the measured low-load latency",
+        })
+    return [Heading("Latency against the budget"), Table(pd.DataFrame(rows)), *_chart(pngs, "latency")]
+
+
+def _method_section(plan: Plan, inputs: ReportInputs) -> list[Block]:
+    blocks: list[Block] = [Heading("How each link was measured")]
+    blocks.append(Bullets([
+        f"{link}: {plan.methods.get(link, 'cpu-demand')} from runs {', '.join(plan.run_ids)}"
+        if link not in inputs.probes else
+        f"{link}: black-box (step-load knee) from runs {', '.join(dict.fromkeys(inputs.probes[link].steps['run_id']))}"
+        for link in plan.links
+    ]))
+    d = plan.demand
+    if d is not None:
+        demand = d.demand_frame() * 1000.0
+        se = d.standard_error_frame() * 1000.0
+        table = (demand.round(4).astype(str) + " ± " + se.round(4).astype(str)).rename_axis("link")
+        fit = pd.DataFrame({"R²": d.r2, "residual std (cores)": d.residual_std_cores,
+                            "idle cores (U0)": d.baseline_busy_cores}).round(4).rename_axis("service")
+        blocks += [
+            Heading("Service demand (CPU-ms per request)", 3),
+            Para(f"Non-negative least squares over {d.windows} one-second windows: busy cores of each target "
+                 f"service = U0 + Σ req/s × demand. Condition number of the scaled design: "
+                 f"{d.condition_number:.3g}; ± is the block-bootstrap standard error ({d.bootstrap_draws} draws)."),
+            Table(table, index=True),
+            Table(fit, index=True),
+        ]
+        if d.unidentifiable:
+            blocks.append(Para("The runs' mix never varied enough to separate: " + "; ".join(
+                f"{a} from {b}" for a, b in d.unidentifiable) + ". Their demands are not trustworthy on their "
+                "own; a run whose phases move these links apart would separate them."))
+    for link, res in inputs.probes.items():
+        cols = ["run_id", "phase", "nodes", "rps", "achieved_ratio", "good_rps", "latency_ms", "error_ratio", "within"]
+        steps = res.steps[cols].copy()
+        steps["within"] = steps["within"].map({True: "yes", False: "no"})
+        blocks += [Heading(f"Step-load knee of {link}", 3), Para(res.note), Table(steps.round(3))]
+    if plan.usl:
+        usl = pd.DataFrame({k: {"axis": v.axis, "sigma": v.sigma, "kappa": v.kappa, "lambda (req/s)": v.lambda_rps,
+                                "R²": v.r2, "points": v.n_points, "N at peak": v.n_star,
+                                "peak req/s": v.x_max_rps} for k, v in plan.usl.items()}).T.rename_axis("link")
+        blocks += [Heading("Universal Scalability Law", 3),
+                   Para("X(N) = λN / (1 + σ(N−1) + κN(N−1)), fitted with σ, κ, λ ≥ 0:"),
+                   Table(usl, index=True)]
+    return blocks
+
+
+def _whatif_section(plan: Plan, pngs: dict) -> list[Block]:
+    w = plan.feb1
+    rows = [{
+        "link": h.link, "nodes (grab-only plan)": h.nodes, "worst utilization": _pct(h.worst_utilization),
+        "worst predicted latency": _ms(h.worst_latency_ms),
+        "budget": f"p{h.budget.percentile:g} <= {h.budget.latency_ms:g} ms" if h.budget else "none",
+        "overloaded": "YES" if h.overloaded else "no", "why": h.reason,
+    } for h in w.links]
+    return [
+        Heading("The 1 February what-if"),
+        Para(f"On 1 February the team had planned for users who only grab; real users shared in bursts and "
+             f"chatted while sharing. Here a plan made for the {w.plan_mix} mix "
+             f"({plan.grab_only_allocation.total_nodes:,} nodes) is held against {w.held_against}: "
+             f"{whatif_verdict(w)}."),
+        Table(pd.DataFrame(rows)),
+        *_chart(pngs, "whatif"),
+    ]
+
+
+def _assumptions_section(plan: Plan) -> list[Block]:
+    frame = pd.DataFrame([a.model_dump() for a in plan.assumptions])[["figure", "value", "source", "note"]]
+    return [Heading("Assumptions"), Para("Which figures come from the seed (the public account of the night), "
+                                         "which from the run, which are assumed or set in the spec (change "
+                                         "them in the spec):"),
+            Table(frame)]
+
+
+def build(plan: Plan, inputs: ReportInputs) -> list[Block]:
+    """Every block of the report, in reading order."""
+    pngs = charts.all_charts(plan)
+    notes = list(dict.fromkeys([*plan.notes, *inputs.measurements.notes]))
+    blocks: list[Block] = [
+        Heading(f"Capacity plan: {plan.peak_rate_per_s:,.0f} requests/s over {len(plan.links)} critical links", 1),
+        Para(headline(plan).replace("\n", " — ")),
+        *_runs_section(plan, inputs),
+        *_nodes_section(plan, pngs),
+        *_load_section(plan, pngs),
+        *_latency_section(plan, pngs),
+        *_whatif_section(plan, pngs),
+        *_method_section(plan, inputs),
+        *_assumptions_section(plan),
+    ]
+    if notes:
+        blocks += [Heading("Notes"), Bullets(notes)]
+    return blocks
+
+
+# ---------------------------------------------------------------------------- rendering
+
+def _md_cell(x) -> str:
+    text = _num(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(t: Table) -> str:
+    frame = t.frame.reset_index() if t.index else t.frame
+    if t.index and frame.columns[0] in ("index", None):
+        frame = frame.rename(columns={frame.columns[0]: ""})
+    head = "| " + " | ".join(map(_md_cell, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Bullets):
+            out.append("\n".join(f"- {i}" for i in b.items))
+        elif isinstance(b, Table):
+            out.append(_md_table(b))
+        elif isinstance(b, Chart):
+            out.append(f"![{b.caption}](charts/{b.name}.png)")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th{background:#f4f6f7}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+figure{margin:1rem 0}figcaption{color:#555;font-size:.9rem}"""
+
+
+def _html_table(t: Table) -> str:
+    frame = t.frame.reset_index() if t.index else t.frame
+    head = "".join(f"<th>{html.escape(_md_cell(c) if c != 'index' else '')}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_md_cell(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def render_html(blocks: list[Block], title: str) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            out.append(f"<p>{html.escape(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            out.append(_html_table(b))
+        elif isinstance(b, Chart):
+            data = base64.b64encode(b.png).decode("ascii")
+            out.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
+    body = "\n".join(out)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+# ---------------------------------------------------------------------------- files
+
+def allocation_csv(plan: Plan) -> pd.DataFrame:
+    return _allocation_frame(plan)
+
+
+def write_report(plan: Plan, inputs: ReportInputs, out_dir: Path) -> Path:
+    """Write report.md (+ charts/*.png), report.html, allocation.csv and plan.json; return report.html's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks = build(plan, inputs)
+    chart_dir = out_dir / "charts"
+    chart_dir.mkdir(exist_ok=True)
+    for b in blocks:
+        if isinstance(b, Chart):
+            (chart_dir / f"{b.name}.png").write_bytes(b.png)
+    (out_dir / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+    title = blocks[0].text if isinstance(blocks[0], Heading) else "capacity plan"
+    (out_dir / "report.html").write_text(render_html(blocks, title), encoding="utf-8")
+    allocation_csv(plan).to_csv(out_dir / "allocation.csv", index=False)
+    # a temporary file and a rename, as every results-folder writer does
+    tmp = out_dir / "plan.json.tmp"
+    tmp.write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    tmp.replace(out_dir / "plan.json")
+    return out_dir / "report.html"

@@ -1,0 +1,101 @@
+"""Reading a capacity spec (YAML) into a `CapacitySpec`, with errors that name the file, line and field.
+
+`load_spec(None)` reads the default, `capacity_model/specs/gala-2016.yaml`. Errors are one line:
+`FILE:LINE: field.path: expected ...` (line numbers from `yaml.compose` node marks), raised as
+`gala.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from capacity_model.contracts import CapacitySpec
+from gala.errors import InputError
+
+DEFAULT_SPEC = Path(__file__).resolve().parent / "specs" / "gala-2016.yaml"
+
+
+def _node_lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
+    """Field path -> 1-based line of its value in the YAML (keys' lines for mappings' members)."""
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (key.value,)
+            lines.update(_node_lines(value, sub))
+            lines[sub] = key.start_mark.line + 1 if isinstance(value, (yaml.MappingNode, yaml.SequenceNode)) \
+                else value.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_node_lines(item, path + (i,)))
+    return lines
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The field names a spec accepts at `loc` (for "unknown field" errors)."""
+    model = CapacitySpec
+    for part in loc[:-1]:
+        info = getattr(model, "model_fields", {}).get(part)
+        ann = getattr(info, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(getattr(model, "model_fields", {}))
+
+
+def _expected(err: dict, loc: tuple) -> str:
+    """Pydantic's error, phrased as `expected ...`."""
+    kind, ctx, msg = err["type"], err.get("ctx") or {}, err["msg"]
+    if kind == "missing":
+        return "expected this field (it is required)"
+    if kind == "extra_forbidden":
+        known = _fields_at(loc)
+        return "unknown field" + (f"; expected one of: {', '.join(known)}" if known else "")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        return f"expected a number {op} {next(iter(ctx.values()), '')}, got {err.get('input')!r}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    text = msg.removeprefix("Input should be ")
+    return f"expected {text}, got {err.get('input')!r}"
+
+
+def parse_spec(text: str, origin: str = "<spec>") -> CapacitySpec:
+    """Validate a spec given as YAML text; `origin` names it in errors."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise InputError(f"{origin}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    lines = _node_lines(root) if root is not None else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{origin}:{lines.get((), 1)}: expected a mapping of spec fields, got {type(data).__name__}")
+    try:
+        spec = CapacitySpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        raise InputError(f"{origin}:{line}: {dotted}: {_expected(err, loc)}") from None
+    spec._origin = origin
+    spec._lines = lines
+    return spec
+
+
+def load_spec(path: str | Path | None = None) -> CapacitySpec:
+    """Read a capacity spec file (None: the default gala-2016 spec)."""
+    path = Path(path) if path is not None else DEFAULT_SPEC
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such capacity spec file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the capacity spec ({exc})") from None
+    return parse_spec(text, str(path))

@@ -1,0 +1,1 @@
+"""Kustomize files shipped as package data (see k8s/render.py)."""
