@@ -20,16 +20,15 @@ Each key or expression becomes one `Budget` line: one row of the gate's table, o
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gala.errors import InputError
+from gala.yamlfile import field_path, line_of, parse_marked, read_text
 
 # Metric names as k6 spells them; `rate` is the error ratio, `achieved` the achieved/intended rate ratio.
 CEILING_METRICS = ("p", "med", "avg", "max", "rate")
@@ -196,33 +195,6 @@ class Budgets:
 
 # ---------------------------------------------------------------- YAML with line numbers
 
-def _field_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _plain(node: yaml.Node, path: tuple, lines: dict[tuple, int], where: str, constructor) -> Any:
-    """Turn a composed YAML node into plain Python, recording the line of every path."""
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                raise InputError(f"{where}:{line}: {_field_path(path)}: expected text keys, got {key!r}")
-            if key in out:
-                raise InputError(f"{where}:{line}: {_field_path(path + (key,))}: duplicate key")
-            lines[path + (key,)] = line
-            out[key] = _plain(value_node, path + (key,), lines, where, constructor)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, path + (i,), lines, where, constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node)
-
-
 def _expected(err: dict) -> str:
     """pydantic's error, said as what was expected."""
     kind, ctx = err["type"], err.get("ctx", {})
@@ -247,13 +219,6 @@ def _expected(err: dict) -> str:
     return f"expected {err['msg'][0].lower()}{err['msg'][1:]}"
 
 
-def _line_of(loc: tuple, lines: dict[tuple, int]) -> int:
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            return lines[loc[:cut]]
-    return 1
-
-
 _SUBMODELS = {"links": LinkBudget, "phases": ScopeBudget, "baseline": BaselinePolicy, "abort": AbortPolicy}
 
 
@@ -269,28 +234,9 @@ def _known_fields(loc: tuple) -> str:
 def load_budgets(path: str | Path) -> Budgets:
     """Read and validate a budgets file; raise InputError `FILE:LINE: field: expected …` on the first fault."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such budgets file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the budgets file ({exc})") from None
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise InputError(f"{path}:{line}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML: {exc}") from None
-    if node is None:
+    data, lines = parse_marked(read_text(path, "budgets"), str(path))
+    if data is None:
         raise InputError(f"{path}:1: (top level): expected a mapping with `links:`, the file is empty")
-    lines: dict[tuple, int] = {}
-    data = _plain(node, (), lines, str(path), yaml.constructor.SafeConstructor())
     if not isinstance(data, dict):
         raise InputError(f"{path}:1: (top level): expected a mapping with `links:`")
     try:
@@ -302,9 +248,9 @@ def load_budgets(path: str | Path) -> Budgets:
         what = _expected(err)
         if err["type"] == "extra_forbidden":
             what += f"; expected one of {_known_fields(loc)}"
-        raise InputError(f"{path}:{_line_of(loc, lines)}: {_field_path(loc)}: {what}") from None
+        raise InputError(f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {what}") from None
     if not parsed.links:
-        raise InputError(f"{path}:{_line_of(('links',), lines)}: links: expected at least one link with a budget")
+        raise InputError(f"{path}:{line_of(lines, ('links',))}: links: expected at least one link with a budget")
     return Budgets(path=path, lines=_budget_lines(parsed, path, lines), baseline=parsed.baseline, abort=parsed.abort)
 
 
@@ -318,12 +264,12 @@ def _scope_lines(scope: ScopeBudget, prefix: tuple, link: str, phase: str | None
         if value is not None:
             loc = prefix + (key,)
             out.append(Budget(link, phase, Expression(metric, q, op, float(value)), f"{path}:{lines[loc]}",
-                              _field_path(loc), link_line, phase_line))
+                              field_path(loc), link_line, phase_line))
     for i, expr in enumerate(scope.thresholds):
         loc = prefix + ("thresholds", i)
-        out.append(Budget(link, phase, expr, f"{path}:{lines[loc]}", _field_path(loc), link_line, phase_line))
+        out.append(Budget(link, phase, expr, f"{path}:{lines[loc]}", field_path(loc), link_line, phase_line))
     if not out:
-        raise InputError(f"{path}:{lines[prefix]}: {_field_path(prefix)}: expected at least one budget "
+        raise InputError(f"{path}:{lines[prefix]}: {field_path(prefix)}: expected at least one budget "
                          f"(one of {', '.join(KEY_METRICS)}, thresholds)")
     return out
 

@@ -9,28 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from capacity_model.contracts import CapacitySpec
 from gala.errors import InputError
+from gala.yamlfile import field_path, line_of, parse_marked, pydantic_loc, read_text
 
 DEFAULT_SPEC = Path(__file__).resolve().parent / "specs" / "gala-2016.yaml"
-
-
-def _node_lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """Field path -> 1-based line of its value in the YAML (keys' lines for mappings' members)."""
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = path + (key.value,)
-            lines.update(_node_lines(value, sub))
-            lines[sub] = key.start_mark.line + 1 if isinstance(value, (yaml.MappingNode, yaml.SequenceNode)) \
-                else value.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_node_lines(item, path + (i,)))
-    return lines
 
 
 def _fields_at(loc: tuple) -> list[str]:
@@ -64,14 +49,7 @@ def _expected(err: dict, loc: tuple) -> str:
 
 def parse_spec(text: str, origin: str = "<spec>") -> CapacitySpec:
     """Validate a spec given as YAML text; `origin` names it in errors."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{origin}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    lines = _node_lines(root) if root is not None else {}
+    data, lines = parse_marked(text, origin)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -80,10 +58,8 @@ def parse_spec(text: str, origin: str = "<spec>") -> CapacitySpec:
         spec = CapacitySpec.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
-        raise InputError(f"{origin}:{line}: {dotted}: {_expected(err, loc)}") from None
+        loc = pydantic_loc(err)
+        raise InputError(f"{origin}:{line_of(lines, loc)}: {field_path(loc)}: {_expected(err, loc)}") from None
     spec._origin = origin
     spec._lines = lines
     return spec
@@ -92,10 +68,5 @@ def parse_spec(text: str, origin: str = "<spec>") -> CapacitySpec:
 def load_spec(path: str | Path | None = None) -> CapacitySpec:
     """Read a capacity spec file (None: the default gala-2016 spec)."""
     path = Path(path) if path is not None else DEFAULT_SPEC
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such capacity spec file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the capacity spec ({exc})") from None
+    text = read_text(path, "capacity spec")
     return parse_spec(text, str(path))

@@ -41,6 +41,7 @@ class RunOptions:
     host: str | None = None
     target_pids: list[int] = field(default_factory=list)
     target_nodes: int = 1
+    target_cores_per_node: float | None = None
     out: Path = Path("results")
     duration_scale: float = 1.0
     seed: int | None = None
@@ -81,6 +82,8 @@ def _check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
         raise InputError("--workers and --remote-workers: expected one or the other (local or remote workers)")
     if opts.target_nodes < 1:
         raise InputError(f"--target-nodes: expected a count >= 1, got {opts.target_nodes}")
+    if opts.target_cores_per_node is not None and not opts.target_cores_per_node > 0:
+        raise InputError(f"--target-cores-per-node: expected a number > 0, got {opts.target_cores_per_node}")
     for pid in opts.target_pids:
         if not psutil.pid_exists(pid):
             raise InputError(f"--target-pid {pid}: no such process")
@@ -325,6 +328,8 @@ class Runner:
                 "url": self.url or "builtin", "builtin": self.builtin, "pids": self.opts.target_pids,
                 "nodes": self.opts.target_nodes, "processes": max(1, len(self.opts.target_pids)),
                 "injected_faults": [*sc.target.inject, *self.opts.inject] if self.builtin else [],
+                **({"cores_per_node": self.opts.target_cores_per_node}
+                   if self.opts.target_cores_per_node is not None else {}),
             },
             "started_at": iso_utc(self.created_at),
             "phases": merge_phases(self.planned, None),

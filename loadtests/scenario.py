@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from gala.errors import InputError
+from gala.yamlfile import field_path, line_of, parse_marked, pydantic_loc
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = PACKAGED_DIR / "feb1.yaml"
@@ -402,40 +402,6 @@ def _arrival_conflicts(sc: Scenario, i: int, p: PhaseSpec) -> list[tuple[tuple, 
     return errs
 
 
-def _line_map(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """Map every field path (keys and list indexes) to the 1-based line of its YAML node."""
-    out = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            sub = _line_map(v, path + (k.value,))
-            sub[path + (k.value,)] = k.start_mark.line + 1  # a field's line is its key's line
-            out.update(sub)
-    elif isinstance(node, yaml.SequenceNode):
-        for idx, v in enumerate(node.value):
-            out.update(_line_map(v, path + (idx,)))
-    return out
-
-
-def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
-    """The line of the deepest known prefix of a field path."""
-    loc = tuple(loc)
-    while loc and loc not in lines:
-        loc = loc[:-1]
-    return lines.get(loc, 1)
-
-
-def _fmt_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _pydantic_loc(err: dict) -> tuple:
-    # Drop pydantic's union/validator tags (e.g. 'function-after[...]') so paths match the YAML.
-    return tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-
-
 def load_scenario(path: str | Path, *, duration_scale: float = 1.0, seed: int | None = None) -> Scenario:
     """Read and validate a scenario file; raise ScenarioError (one line: `path:LINE: field: expected`)."""
     path = Path(path)
@@ -449,36 +415,29 @@ def load_scenario(path: str | Path, *, duration_scale: float = 1.0, seed: int | 
         raise ScenarioError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         text = data_bytes.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}:1: not UTF-8 text; expected a YAML scenario") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if ctx and ctx_mark is not None and ctx_mark.line + 1 != line:
-            problem += f"; {ctx} from line {ctx_mark.line + 1}"
-        raise ScenarioError(f"{path}:{line}: not valid YAML ({problem})") from None
+    try:
+        raw, lines = parse_marked(text, str(path))
+    except InputError as exc:
+        raise ScenarioError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}:1: expected a mapping with name, links, users, phases (see loadtests/scenarios/feb1.yaml)")
-    lines = _line_map(node) if node is not None else {}
     try:
         sc = Scenario.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = _pydantic_loc(err)
+        loc = pydantic_loc(err)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "missing; expected this field"
         elif err["type"] == "extra_forbidden":
             msg = "unknown field; check its spelling"
-        raise ScenarioError(f"{path}:{_line_of(lines, loc)}: {_fmt_loc(loc)}: {msg}") from None
+        raise ScenarioError(f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {msg}") from None
     errs = _semantic_errors(sc)
     if errs:
         loc, msg = errs[0]
-        raise ScenarioError(f"{path}:{_line_of(lines, loc)}: {_fmt_loc(loc)}: {msg}")
+        raise ScenarioError(f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {msg}")
     sc._duration_scale = duration_scale
     sc._source_path = path.resolve()
     sc._sha256 = hashlib.sha256(data_bytes).hexdigest()

@@ -92,7 +92,7 @@ def test_other_links_against_another_server(tmp_path, shop_server):
     scenario = tmp_path / "shop.yaml"
     scenario.write_text(SCENARIO)
     run = start_run(tmp_path / "out", "--scenario", str(scenario), "--host", url, "--target-pid", str(pid),
-                    "--target-nodes", "3", "--quiet")
+                    "--target-nodes", "3", "--target-cores-per-node", "4", "--quiet")
     code = run.finish(timeout_s=150)
     assert code == 0, run.output()
     assert run.survivors() == []
@@ -102,6 +102,7 @@ def test_other_links_against_another_server(tmp_path, shop_server):
     assert r.info.links == ["search", "checkout"] and r.info.critical_links == ["search", "checkout"]
     assert not r.info.target.builtin and r.info.target.url == url
     assert r.info.target.pids == [pid] and r.info.target.nodes == 3
+    assert r.info.target.model_extra["cores_per_node"] == 4.0
     assert not (folder / "target.log").exists() and r.audit is None and not r.info.audit.available
     totals = assert_totals_match_locust(folder)
     assert totals.loc["search", "Request Count"] > totals.loc["checkout", "Request Count"] > 0

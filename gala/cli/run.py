@@ -44,6 +44,9 @@ def register(sub) -> None:
                    help="sample this process's CPU (and its children's) as the target; repeatable")
     t.add_argument("--target-nodes", type=int, default=1, metavar="N",
                    help="nodes behind the target, recorded in run.json for the plan (default 1)")
+    t.add_argument("--target-cores-per-node", type=float, metavar="C",
+                   help="cores of each node behind --host, recorded in run.json so the plan scales a staging "
+                        "node to the night's node shape (default: unknown; one staging node = one night node)")
     t.add_argument("--target-config", type=Path, metavar="FILE", help="configuration for the built-in target")
     t.add_argument("--inject", action="append", default=[], metavar="LINK:KIND=VALUE",
                    help="a fault for the built-in target: LINK:latency=MS, LINK:errors=RATIO or LINK:stall=S; repeatable")
@@ -68,24 +71,21 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _abort_check(budgets_path: Path):
-    """capacity_model's budget check, bound to the budgets; None when that part is not there yet."""
-    try:
-        from capacity_model.budgets import load_budgets
-        from capacity_model.gate import abort_check
-    except ImportError as exc:
-        print(f"gala run: --abort-on-fail unavailable (capacity_model gate not installed: {exc})", file=sys.stderr)
-        return None
-    budgets = load_budgets(budgets_path)  # bad budgets are an input error before the run starts
-    return lambda live: abort_check(budgets, live)
+def _budgets_for(budgets_path: Path, scenario_path: Path):
+    """Load the budgets and hold them against the scenario before any load: a budget on a link or
+    phase the scenario lacks is an input error now, not after the rehearsal."""
+    from capacity_model.budgets import check_against_run, load_budgets
+    from loadtests.scenario import load_scenario
+
+    scenario = load_scenario(scenario_path)
+    budgets = load_budgets(budgets_path)
+    check_against_run(budgets, list(scenario.links), [p.name for p in scenario.phases])
+    return budgets
 
 
 def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
-    try:
-        from capacity_model.api import plan_run
-    except ImportError as exc:
-        print(f"gala run: planning unavailable ({exc}); run `gala plan {run_dir}` later", file=sys.stderr)
-        return 0
+    from capacity_model.api import plan_run
+
     progress = (lambda _msg: None) if quiet else (lambda msg: print(f"gala plan: {msg}", flush=True))
     outcome = plan_run([run_dir], spec_path=spec, out_dir=run_dir / "plan", progress=progress)
     print(outcome.headline, flush=True)
@@ -93,12 +93,8 @@ def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
 
 
 def _gate(run_dir: Path, budgets: Path) -> int:
-    try:
-        from capacity_model.gate import gate_run
-    except ImportError as exc:
-        print(f"gala run: gating unavailable ({exc}); run `gala gate {run_dir} --budgets {budgets}` later",
-              file=sys.stderr)
-        return 0
+    from capacity_model.gate import gate_run
+
     outcome = gate_run(run_dir, budgets, out_dir=run_dir / "gate")
     print(outcome.table, flush=True)
     return int(outcome.exit_code)
@@ -117,10 +113,17 @@ def main(args) -> int:
         raise InputError("--workers-wait: expected seconds >= 1, with --workers or --remote-workers")
     if args.budgets is not None and not args.budgets.is_file():
         raise InputError(f"--budgets {args.budgets}: no such file")
-    check = _abort_check(args.budgets) if args.abort_on_fail else None
+    check = None
+    if args.budgets is not None:
+        budgets = _budgets_for(args.budgets, args.scenario or DEFAULT_SCENARIO)
+        if args.abort_on_fail:
+            from capacity_model.gate import abort_check
+
+            check = lambda live: abort_check(budgets, live)  # noqa: E731
     outcome = run(RunOptions(
         scenario=args.scenario or DEFAULT_SCENARIO, host=args.host, target_pids=args.target_pid,
-        target_nodes=args.target_nodes, out=args.out, duration_scale=args.duration_scale, seed=args.seed,
+        target_nodes=args.target_nodes, target_cores_per_node=args.target_cores_per_node,
+        out=args.out, duration_scale=args.duration_scale, seed=args.seed,
         workers=args.workers, remote_workers=args.remote_workers, master_bind_port=args.master_bind_port,
         workers_wait_s=args.workers_wait,
         target_config=args.target_config, inject=args.inject, abort_check=check, quiet=args.quiet,
