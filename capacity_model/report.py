@@ -18,6 +18,7 @@ import pandas as pd
 from capacity_model import charts
 from capacity_model.contracts import Measurements, Plan, WhatIf
 from capacity_model.probe import ProbeResult
+from capacity_model.validate import Validation, cpu_frame, latency_frame
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -61,6 +62,7 @@ class ReportInputs:
     run_paths: list[Path]
     measurements: Measurements
     probes: dict[str, ProbeResult] = field(default_factory=dict)
+    validation: Validation | None = None  # `gala plan --validate RUN`: the model against that run
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -266,6 +268,31 @@ def _whatif_section(plan: Plan, pngs: dict) -> list[Block]:
     ]
 
 
+def validation_blocks(v: Validation, level: int = 2) -> list[Block]:
+    """The model against a run at a known allocation: CPU and latency, predicted vs measured."""
+    t = v.tolerance
+    blocks: list[Block] = [
+        Heading(f"Validation against {v.validated_run_id}", level),
+        Para(f"{v.headline()}. The demands and idle cores fitted on {', '.join(v.model_run_ids)} predict, at the "
+             f"per-link rates {v.validated_run_id} measured in each phase, its target's busy cores "
+             f"(U0 × {v.baseline_scale:g} + Σ req/s × demand) on its allocation of {v.allocation_nodes} node(s), "
+             f"{_num(v.allocation_cores)} core(s); and each planned link's percentile (measured low-load "
+             f"percentile + M/M/c waiting time on those cores). Tolerance: CPU within max({t.cpu_cores:g} cores, "
+             f"{t.cpu_relative:.0%}, {t.cpu_sigmas:g} standard errors of the difference), latency within "
+             f"max({t.latency_ms:g} ms, {t.latency_relative:.0%}). "
+             "The verdict does not change the plan's exit code."),
+        Table(cpu_frame(v)),
+    ]
+    if v.latency:
+        blocks.append(Table(latency_frame(v)))
+    if v.extrapolation:
+        blocks += [Para("Extrapolation: the validated run's mix lies outside what the model's fit saw:"),
+                   Bullets(v.extrapolation)]
+    if v.notes:
+        blocks.append(Bullets(v.notes))
+    return blocks
+
+
 def _assumptions_section(plan: Plan) -> list[Block]:
     frame = pd.DataFrame([a.model_dump() for a in plan.assumptions])[["figure", "value", "source", "note"]]
     return [Heading("Assumptions"), Para("Which figures come from the seed (the public account of the night), "
@@ -287,6 +314,7 @@ def build(plan: Plan, inputs: ReportInputs) -> list[Block]:
         *_latency_section(plan, pngs),
         *_whatif_section(plan, pngs),
         *_method_section(plan, inputs),
+        *(validation_blocks(inputs.validation) if inputs.validation is not None else []),
         *_assumptions_section(plan),
     ]
     if notes:
@@ -384,4 +412,10 @@ def write_report(plan: Plan, inputs: ReportInputs, out_dir: Path) -> Path:
     tmp = out_dir / "plan.json.tmp"
     tmp.write_text(plan.model_dump_json(indent=2), encoding="utf-8")
     tmp.replace(out_dir / "plan.json")
+    if inputs.validation is not None:
+        v = inputs.validation
+        (out_dir / "validation.md").write_text(render_markdown(validation_blocks(v, 1)), encoding="utf-8")
+        tmp = out_dir / "validation.json.tmp"
+        tmp.write_text(v.model_dump_json(indent=2), encoding="utf-8")
+        tmp.replace(out_dir / "validation.json")
     return out_dir / "report.html"

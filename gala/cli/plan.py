@@ -13,7 +13,8 @@ report (report.md, report.html, allocation.csv, plan.json).
 Several results folders may be combined: runs at different scales, or a rehearsal plus a
 step-load probe (loadtests/scenarios/probe.yaml) for a target whose CPU gala cannot read.
 Exit codes: 0 the node budget covers every link; 3 it cannot (the report says which links are
-short); 2 bad input."""
+short); 2 bad input. --validate does not change the exit code: it is a report
+(validation.md, validation.json and a section of report.md)."""
 
 
 def register(sub) -> None:
@@ -27,6 +28,10 @@ def register(sub) -> None:
                    help="capacity spec YAML (default: capacity_model/specs/gala-2016.yaml)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where to write the report (default: RESULTS_DIR/plan of the first folder)")
+    p.add_argument("--validate", type=Path, default=None, metavar="RUN_DIR",
+                   help="a results folder of a run at a known allocation: predict its per-phase target CPU "
+                        "and latency percentiles from the model fitted on RESULTS_DIR and compare with what "
+                        "it measured (writes validation.md and validation.json beside the report)")
     p.set_defaults(func=_run)
 
 
@@ -36,9 +41,15 @@ def _run(args) -> int:
     def progress(line: str) -> None:
         print(f"gala plan: {line}", file=sys.stderr, flush=True)
 
-    outcome = plan_run(args.results_dirs, spec_path=args.spec, out_dir=args.out, progress=progress)
+    outcome = plan_run(args.results_dirs, spec_path=args.spec, out_dir=args.out, progress=progress,
+                       validate_dir=args.validate)
     for warning in outcome.warnings:
         progress(f"warning: {warning}")
     print(outcome.headline)
+    if outcome.validation is not None:
+        for warning in outcome.validation.extrapolation:
+            progress(f"warning: {warning}")
+        print(outcome.validation.headline())
+        print(f"validation: {outcome.out_dir / 'validation.md'}")
     print(f"report: {outcome.report_path}")
     return outcome.exit_code

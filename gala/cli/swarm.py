@@ -143,8 +143,8 @@ def _up(args) -> int:
 
     spec = _build_spec(args)
     cluster = connect(args.kubeconfig, args.context)
-    res = up(cluster, spec, connect_timeout_s=args.connect_timeout,
-             progress=lambda m: print(f"gala swarm: {m}", file=sys.stderr, flush=True))
+    up(cluster, spec, connect_timeout_s=args.connect_timeout,
+       progress=lambda m: print(f"gala swarm: {m}", file=sys.stderr, flush=True))
     print(spec.run_id)
     print(f"gala swarm: run {spec.run_id} is up in {spec.namespace}; then: gala swarm status -n {spec.namespace} "
           f"--run-id {spec.run_id}, gala swarm collect ..., gala swarm down ...", file=sys.stderr)
