@@ -107,3 +107,31 @@ def estimate_demand(throughput: pd.DataFrame, busy_cores: pd.DataFrame, *,
         unidentifiable=_collinear_pairs(X, links, As),
         windows=n, bootstrap_draws=bootstrap_draws,
     )
+
+
+def floor_zero_demands(fit: DemandFit, throughput: pd.DataFrame, busy_cores: pd.DataFrame) -> tuple[DemandFit, dict[str, float]]:
+    """Cost a link that carried traffic but got no demand at all (NNLS at its zero bound) at the pooled
+    CPU per request of the run, with a standard error as large as the value.
+
+    A request never costs nothing: a zero here means the run could not separate the link from the
+    others (a short run, a link whose rate hardly moved), and sizing it for free is how a plan ends up
+    with three servers for a link that broke on 1 February. Returns the fit and {link: pooled CPU-s}.
+    """
+    frame = pd.concat([throughput, busy_cores], axis=1, keys=["x", "u"]).dropna()
+    X, U = frame["x"].reindex(columns=fit.links).fillna(0.0), frame["u"].reindex(columns=fit.services)
+    busy = (U - pd.Series(fit.baseline_busy_cores)).clip(lower=0.0).sum()
+    total_requests = float(X.to_numpy().sum())
+    if total_requests <= 0:
+        return fit, {}
+    pooled = busy / total_requests  # per service: CPU-seconds per request of any link
+    D, SE = fit.demand_frame(), fit.standard_error_frame()
+    zero = D.index[(D.sum(axis=1) <= 0) & (X.sum(axis=0).reindex(D.index) > 0)]
+    if len(zero) == 0 or not (pooled > 0).any():
+        return fit, {}
+    D.loc[zero] = np.tile(pooled.reindex(D.columns).to_numpy(), (len(zero), 1))
+    SE.loc[zero] = D.loc[zero]
+    floored = fit.model_copy(update={
+        "cpu_s_per_request": {l: D.loc[l].to_dict() for l in fit.links},
+        "standard_error_cpu_s": {l: SE.loc[l].to_dict() for l in fit.links},
+    })
+    return floored, {l: float(D.loc[l].sum()) for l in zero}

@@ -23,7 +23,7 @@ from capacity_model.contracts import (
     WhatIf,
     percentile_column,
 )
-from capacity_model.demand import estimate_demand
+from capacity_model.demand import estimate_demand, floor_zero_demands
 from capacity_model.sizing import PoolArrays, assemble_links, latency_split, size_black_box
 from capacity_model.uncertainty import node_quantiles
 from capacity_model.usl import nodes_for_effective
@@ -239,6 +239,11 @@ def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
     fit = None
     if any(v == "cpu-demand" for v in methods.values()):
         fit = estimate_demand(m.throughput, m.busy_cores, seed=spec.uncertainty.seed)
+        fit, floored = floor_zero_demands(fit, m.throughput, m.busy_cores)
+        for link, d in floored.items():
+            notes.append(f"demand: {link}'s CPU could not be separated from the other links' in these runs (the fit "
+                         f"gave 0); its requests are costed at the run's pooled CPU per request, "
+                         f"{d * 1e3:.3g} CPU-ms ± 100%")
         for a, b in fit.unidentifiable:
             notes.append(f"demand: the mix never varied enough to separate {a} and {b}; their split is uncertain")
     mix = plan_mix(spec, m)

@@ -91,3 +91,27 @@ def test_no_cpu_samples_is_a_clear_error():
         estimate_demand(X, pd.DataFrame(index=X.index))
     with pytest.raises(InputError, match="windows"):
         estimate_demand(X.iloc[:2], pd.DataFrame({"svc": [0.1, 0.2]}))
+
+
+def test_a_link_the_fit_costs_at_zero_is_costed_at_the_pooled_cpu_per_request():
+    """A link with traffic that the fit costs at zero (here its rate even runs against the CPU, as noise
+    in a short run can make a real link look) is never planned for free: it gets the run's pooled CPU
+    per request, ± 100%."""
+    from capacity_model.demand import floor_zero_demands
+
+    rng = np.random.default_rng(3)
+    n = 120
+    throughput = pd.DataFrame({"grab": 400 + 300 * np.sin(np.arange(n) / 9.0) + rng.normal(0, 5, n),
+                               "share": 50 + 40 * np.cos(np.arange(n) / 7.0)})
+    busy = pd.DataFrame({"target": 0.2 + 0.0002 * throughput["grab"] - 0.0005 * throughput["share"]
+                         + rng.normal(0, 0.002, n)})
+    fit = estimate_demand(throughput, busy, bootstrap_draws=20)
+    assert fit.cpu_s_per_request["share"]["target"] == 0.0  # NNLS at its bound
+    floored, which = floor_zero_demands(fit, throughput, busy)
+    pooled = float((busy["target"] - fit.baseline_busy_cores["target"]).clip(lower=0).sum() / throughput.to_numpy().sum())
+    assert which == {"share": pytest.approx(pooled)}
+    assert floored.cpu_s_per_request["share"]["target"] == pytest.approx(pooled)
+    assert floored.standard_error_cpu_s["share"]["target"] == pytest.approx(pooled)
+    assert floored.cpu_s_per_request["grab"] == fit.cpu_s_per_request["grab"]  # a fitted link is untouched
+    # a fit with every link costed is returned as it was
+    assert floor_zero_demands(floored, throughput, busy) == (floored, {})
