@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gala.errors import InputError
-from gala.yamlfile import field_path, line_of, parse_marked, read_text
+from gala.yamlfile import field_path, line_of, parse_marked, read_text, validate_marked
 
 # Metric names as k6 spells them; `rate` is the error ratio, `achieved` the achieved/intended rate ratio.
 CEILING_METRICS = ("p", "med", "avg", "max", "rate")
@@ -231,6 +231,11 @@ def _known_fields(loc: tuple) -> str:
     return ", ".join(model.model_fields)
 
 
+def _describe(err: dict, loc: tuple) -> str:
+    what = _expected(err)
+    return what + f"; expected one of {_known_fields(loc)}" if err["type"] == "extra_forbidden" else what
+
+
 def load_budgets(path: str | Path) -> Budgets:
     """Read and validate a budgets file; raise InputError `FILE:LINE: field: expected …` on the first fault."""
     path = Path(path)
@@ -239,16 +244,7 @@ def load_budgets(path: str | Path) -> Budgets:
         raise InputError(f"{path}:1: (top level): expected a mapping with `links:`, the file is empty")
     if not isinstance(data, dict):
         raise InputError(f"{path}:1: (top level): expected a mapping with `links:`")
-    try:
-        parsed = BudgetsFile.model_validate(data)
-    except ValidationError as exc:
-        # a misspelt key explains a "missing" one, so say it first
-        err = sorted(exc.errors(), key=lambda e: e["type"] == "missing")[0]
-        loc = tuple(err["loc"])
-        what = _expected(err)
-        if err["type"] == "extra_forbidden":
-            what += f"; expected one of {_known_fields(loc)}"
-        raise InputError(f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {what}") from None
+    parsed = validate_marked(BudgetsFile, data, lines, str(path), _describe)
     if not parsed.links:
         raise InputError(f"{path}:{line_of(lines, ('links',))}: links: expected at least one link with a budget")
     return Budgets(path=path, lines=_budget_lines(parsed, path, lines), baseline=parsed.baseline, abort=parsed.abort)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from capacity_model.contracts import CapacitySpec
 from gala.errors import InputError
-from gala.yamlfile import field_path, line_of, parse_marked, pydantic_loc, read_text
+from gala.yamlfile import parse_marked, read_text, validate_marked
 
 DEFAULT_SPEC = Path(__file__).resolve().parent / "specs" / "gala-2016.yaml"
 
@@ -54,12 +54,7 @@ def parse_spec(text: str, origin: str = "<spec>") -> CapacitySpec:
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{origin}:{lines.get((), 1)}: expected a mapping of spec fields, got {type(data).__name__}")
-    try:
-        spec = CapacitySpec.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = pydantic_loc(err)
-        raise InputError(f"{origin}:{line_of(lines, loc)}: {field_path(loc)}: {_expected(err, loc)}") from None
+    spec = validate_marked(CapacitySpec, data, lines, origin, _expected)
     spec._origin = origin
     spec._lines = lines
     return spec

@@ -9,9 +9,10 @@ and the loader turns its error's path back into a line with `line_of`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from gala.errors import InputError
 
@@ -87,3 +88,15 @@ def line_of(lines: Lines, loc: tuple) -> int:
 def pydantic_loc(err: dict) -> tuple:
     """A pydantic error's field path without its union/validator tags, so it matches the YAML's paths."""
     return tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def validate_marked(model: type[BaseModel], data: Any, lines: Lines, origin: str,
+                    describe: Callable[[dict, tuple], str], error: type[InputError] = InputError) -> BaseModel:
+    """`model.model_validate(data)`, its first fault raised as `origin:LINE: field.path: <describe(err, loc)>`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # a misspelt key explains a "missing" one, so say it first
+        err = sorted(exc.errors(), key=lambda e: e["type"] == "missing")[0]
+        loc = pydantic_loc(err)
+        raise error(f"{origin}:{line_of(lines, loc)}: {field_path(loc)}: {describe(err, loc)}") from None

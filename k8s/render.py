@@ -51,7 +51,7 @@ class SwarmSpec(BaseModel):
     def _target_url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http(s) URL like http://10.0.0.10:8080, got {v!r}")
+            raise ValueError(f"expected an http(s) URL like http://192.0.2.10:8080, got {v!r}")
         if parts.username or parts.password:
             raise ValueError("credentials do not belong in the URL: put them in a Secret (--target-secret)")
         host = parts.hostname

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from gala.errors import InputError
-from gala.yamlfile import field_path, line_of, parse_marked, pydantic_loc
+from gala.yamlfile import field_path, line_of, parse_marked, validate_marked
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = PACKAGED_DIR / "feb1.yaml"
@@ -402,6 +402,14 @@ def _arrival_conflicts(sc: Scenario, i: int, p: PhaseSpec) -> list[tuple[tuple, 
     return errs
 
 
+def _describe(err: dict, loc: tuple) -> str:
+    if err["type"] == "missing":
+        return "missing; expected this field"
+    if err["type"] == "extra_forbidden":
+        return "unknown field; check its spelling"
+    return err["msg"].removeprefix("Value error, ")
+
+
 def load_scenario(path: str | Path, *, duration_scale: float = 1.0, seed: int | None = None) -> Scenario:
     """Read and validate a scenario file; raise ScenarioError (one line: `path:LINE: field: expected`)."""
     path = Path(path)
@@ -423,17 +431,7 @@ def load_scenario(path: str | Path, *, duration_scale: float = 1.0, seed: int | 
         raise ScenarioError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}:1: expected a mapping with name, links, users, phases (see loadtests/scenarios/feb1.yaml)")
-    try:
-        sc = Scenario.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = pydantic_loc(err)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "missing; expected this field"
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field; check its spelling"
-        raise ScenarioError(f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {msg}") from None
+    sc = validate_marked(Scenario, raw, lines, str(path), _describe, error=ScenarioError)
     errs = _semantic_errors(sc)
     if errs:
         loc, msg = errs[0]

@@ -190,7 +190,8 @@ class GalaStats:
             merge_record(links.setdefault(link, new_record()), rec)
             if ph == phase:
                 merge_record(phase_links.setdefault(link, new_record()), rec)
-        rps = {link: rec[0] for (s, link), rec in list(self.second_link.items()) if s == last_second}
+        # look the last second up per link rather than scanning every second of the run, once a second
+        rps = {link: rec[0] for link in links if (rec := self.second_link.get((last_second, link)))}
 
         def view(table: dict[str, list]) -> dict[str, dict]:
             out = {}

@@ -19,8 +19,8 @@ from loadtests.scenario import load_scenario
 
 K8S_VERSION = kubernetes_validate.latest_version()  # the newest schema the package ships (1.37 here)
 KUSTOMIZE_DIRS = ["k8s/base", "k8s/overlays/smoke", "k8s/overlays/gala-night"]
-SMOKE_ARGS = ["--namespace", "gala-smoke", "--run-id", "smoke", "--workers", "2", "--target-url", "http://10.0.0.10:8080",
-              "--target-cidr", "10.0.0.0/8", "--scenario", "k8s/base/scenario.yaml"]
+SMOKE_ARGS = ["--namespace", "gala-smoke", "--run-id", "smoke", "--workers", "2", "--target-url", "http://192.0.2.10:8080",
+              "--target-cidr", "192.0.2.0/24", "--scenario", "k8s/base/scenario.yaml"]
 KUBECTL = shutil.which("kubectl")
 
 
@@ -125,16 +125,16 @@ def test_smoke_overlay_has_two_workers_and_its_target():
     assert all(d["metadata"]["namespace"] == "gala-smoke" for d in objs.values())
     for name in ("gala-master", "gala-worker"):
         rule = objs["NetworkPolicy", name]["spec"]["egress"][0]
-        assert rule == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 8080}]}
+        assert rule == {"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"protocol": "TCP", "port": 8080}]}
 
 
 def test_network_policies_allow_master_port_target_and_dns_only():
-    objs = by_key(render(make_spec(run_id="r1", namespace="ns", workers=3, target_url="http://10.1.2.3:9000",
+    objs = by_key(render(make_spec(run_id="r1", namespace="ns", workers=3, target_url="http://198.51.100.3:9000",
                                    scenario_text="name: x\n")))
     master, worker = objs["NetworkPolicy", "gala-master"]["spec"], objs["NetworkPolicy", "gala-worker"]["spec"]
     for pol in (master, worker):
         assert set(pol["policyTypes"]) == {"Ingress", "Egress"}
-        assert pol["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.1.2.3/32"}}]
+        assert pol["egress"][0]["to"] == [{"ipBlock": {"cidr": "198.51.100.3/32"}}]
         assert pol["egress"][0]["ports"] == [{"protocol": "TCP", "port": 9000}]
         assert pol["egress"][-1] == {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
     assert master["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "master"
@@ -163,7 +163,7 @@ def test_gala_render_equals_the_smoke_overlay():
 
 
 def test_gala_render_validates_and_is_restricted(tmp_path):
-    docs = gala_render("--target-url", "https://10.20.0.5", "--workers", "7", "--run-id", "20260207-200000-feb1-abc123",
+    docs = gala_render("--target-url", "https://203.0.113.5", "--workers", "7", "--run-id", "20260207-200000-feb1-abc123",
                        "--target-secret", "staging-creds", "--ttl", "3600", "--image", "registry.local/gala:1")
     assert_valid(docs)
     assert_restricted(docs)
@@ -186,7 +186,7 @@ def test_gala_render_validates_and_is_restricted(tmp_path):
 
 
 def test_web_ui_only_when_asked_clusterip_with_login_from_a_secret():
-    docs = gala_render("--target-url", "http://10.0.0.10:8080", "--web-ui", "locust-login", "--run-id", "web")
+    docs = gala_render("--target-url", "http://192.0.2.10:8080", "--web-ui", "locust-login", "--run-id", "web")
     assert_valid(docs)
     assert_restricted(docs)
     objs = by_key(docs)
@@ -217,13 +217,13 @@ def test_render_out_writes_a_kustomization_that_kubectl_and_the_cli_validate(tmp
 
 @pytest.mark.parametrize("args, expected", [
     (["--target-url", "http://127.0.0.1:8080"], "--target-url: 127.0.0.1 inside a pod is the pod itself"),
-    (["--target-url", "ftp://10.0.0.1"], "--target-url: expected an http(s) URL"),
-    (["--target-url", "http://user:pw@10.0.0.1"], "--target-url: credentials do not belong in the URL"),
+    (["--target-url", "ftp://192.0.2.1"], "--target-url: expected an http(s) URL"),
+    (["--target-url", "http://user:pw@192.0.2.1"], "--target-url: credentials do not belong in the URL"),
     (["--target-url", "http://staging.internal"], "--target-cidr: the target host 'staging.internal' is a name"),
-    (["--target-url", "http://10.0.0.1", "--workers", "0"], "--workers: Input should be greater than or equal to 1"),
-    (["--target-url", "http://10.0.0.1", "--namespace", "Bad_NS"], "--namespace: String should match pattern"),
-    (["--target-url", "http://10.0.0.1", "--web-ui", "Not A Name"], "--web-ui: String should match pattern"),
-    (["--target-url", "http://10.0.0.1", "--scenario", "/nonexistent/s.yaml"], "/nonexistent/s.yaml"),
+    (["--target-url", "http://192.0.2.1", "--workers", "0"], "--workers: Input should be greater than or equal to 1"),
+    (["--target-url", "http://192.0.2.1", "--namespace", "Bad_NS"], "--namespace: String should match pattern"),
+    (["--target-url", "http://192.0.2.1", "--web-ui", "Not A Name"], "--web-ui: String should match pattern"),
+    (["--target-url", "http://192.0.2.1", "--scenario", "/nonexistent/s.yaml"], "/nonexistent/s.yaml"),
 ])
 def test_render_bad_input_is_one_line_and_exit_2(args, expected):
     proc = gala("swarm", "render", *args, timeout_s=60)

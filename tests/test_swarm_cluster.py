@@ -185,7 +185,7 @@ def finish(proc: subprocess.Popen, timeout_s: float = 90) -> tuple[int, str, str
 
 
 def up_args(namespace: str, run_id: str, *extra: str) -> list[str]:
-    return ["up", "--namespace", namespace, "--run-id", run_id, "--workers", "2", "--target-url", "http://10.0.0.10:8080",
+    return ["up", "--namespace", namespace, "--run-id", run_id, "--workers", "2", "--target-url", "http://192.0.2.10:8080",
             "--scenario", SCENARIO, "--image", "registry.local/gala:test", "--connect-timeout", "30", *extra]
 
 

@@ -41,7 +41,7 @@ def local_argv(c: dict, env: dict[str, str], paths: dict[str, str], port: str) -
 
 def test_master_and_worker_commands_run_a_rehearsal_and_the_log_carries_the_results(target, tmp_path):
     scenario = swarm_scenario((REPO / "loadtests/scenarios/feb1.yaml").read_text(), "feb1.yaml")
-    docs = render(make_spec(run_id="pods", namespace="gala", workers=1, target_url="http://10.0.0.10:8080",
+    docs = render(make_spec(run_id="pods", namespace="gala", workers=1, target_url="http://192.0.2.10:8080",
                             scenario_text=scenario))
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     (tmp_path / "scenario.yaml").write_text(cm["data"]["scenario.yaml"])

@@ -23,7 +23,7 @@ def write_synthetic_run(parent: Path, run_id: str = "20260201-200000-feb1-a1b2c3
     folder = parent / run_id
     folder.mkdir(parents=True)
     info = RunInfo(run_id=run_id, status="complete", scenario=ScenarioRef(name="feb1", sha256="0" * 64),
-                   links=["grab", "chat"], target=TargetInfo(url="http://10.0.0.10:8080"),
+                   links=["grab", "chat"], target=TargetInfo(url="http://192.0.2.10:8080"),
                    started_at="2026-02-01T20:00:00Z", ended_at="2026-02-01T20:00:10Z", duration_s=10.0,
                    phases=[PhaseRecord(name="grab", planned_start_s=0, planned_end_s=10, started_s=0, ended_s=10)],
                    generator=GeneratorInfo(mode="distributed", processes=len(generator_cpu_s), workers=len(generator_cpu_s) - 1))

@@ -10,11 +10,11 @@ from pathlib import Path
 EXAMPLES = """examples:
   gala swarm size --rps 50000 --from results/<run-id>      workers for 50,000 req/s (and for the night)
   gala swarm up -n gala --image registry.example/gala:0.1.0 --workers 8 \\
-      --target-url http://10.0.0.10:8080 --target-secret staging-creds --scenario my.yaml
+      --target-url http://192.0.2.10:8080 --target-secret staging-creds --scenario my.yaml
   gala swarm status -n gala --run-id <id>
   gala swarm collect -n gala --run-id <id>                  the master's results into results/<gala run id>/
   gala swarm down -n gala --run-id <id>                     (or --ttl 600: let the Jobs expire after the run)
-  gala swarm render --target-url http://10.0.0.10:8080 --out deploy/   the same objects, for GitOps
+  gala swarm render --target-url http://192.0.2.10:8080 --out deploy/   the same objects, for GitOps
 """
 
 
@@ -26,7 +26,7 @@ def _kube_options(p: argparse.ArgumentParser) -> None:
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-url", required=True,
-                   help="the system under test as the pods reach it, e.g. http://10.0.0.10:8080 (required; no default)")
+                   help="the system under test as the pods reach it, e.g. http://192.0.2.10:8080 (required; no default)")
     p.add_argument("--target-cidr", help="CIDR the NetworkPolicy lets the pods reach (default: the URL's IP/32; needed for a host name)")
     p.add_argument("--target-port", type=int, help="target port for the NetworkPolicy (default: the URL's)")
     p.add_argument("--target-secret", metavar="NAME",
