@@ -74,7 +74,7 @@ seed: 1
 target: {{url: builtin}}
 links: {{grab: {{}}, setup: {{critical: false}}}}
 users:
-  GrabUser: {{class_path: "loadtests.users.gala:GrabUser", rate_per_s: 1, pacing: poisson,
+  GrabUser: {{class_path: "loadtests.locust_plugin.users.gala:GrabUser", rate_per_s: 1, pacing: poisson,
               link_shares: {{grab: 1}}, params: {{friends: 0}}}}
 phases:
   - {{name: steady, duration_s: {seconds}, users: {{GrabUser: {users}}}, spawn_rate: {spawn_rate}}}

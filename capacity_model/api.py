@@ -2,7 +2,7 @@
 
 `plan_run` is what `gala plan` and the end of `gala run` call. Exit code 0 when the node budget
 covers every link, 3 when it cannot (the plan then says which links are short); bad input raises
-`gala.errors.InputError` (exit 2 in the CLI).
+`gala.contract.errors.InputError` (exit 2 in the CLI).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from capacity_model.report import ReportInputs, headline, write_report
 from capacity_model.runs import RunSet, measure, read_runs
 from capacity_model.spec import load_spec
 from capacity_model.validate import Validation, validate
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 EXIT_OK = 0
 EXIT_SHORT = 3  # the node budget cannot cover every link

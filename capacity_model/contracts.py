@@ -15,7 +15,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 Method = Literal["cpu-demand", "black-box"]
 Source = Literal["seed", "run", "assumed", "spec"]

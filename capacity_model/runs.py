@@ -18,8 +18,8 @@ import pandas as pd
 
 from capacity_model import probe
 from capacity_model.contracts import PERCENTILE_COLUMNS, CapacitySpec, Measurements
-from gala.errors import InputError
-from gala.results import ALL, Run, histogram_percentiles, load_run, merge_histograms
+from gala.contract.errors import InputError
+from gala.contract.results import ALL, Run, histogram_percentiles, load_run, merge_histograms
 
 # A run whose scenario name starts with this is a step-load probe: its steps give black-box
 # capacities, not the night's mix (see loadtests/scenarios/probe.yaml).

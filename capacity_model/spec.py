@@ -2,7 +2,7 @@
 
 `load_spec(None)` reads the default, `capacity_model/specs/gala-2016.yaml`. Errors are one line:
 `FILE:LINE: field.path: expected ...` (line numbers from `yaml.compose` node marks), raised as
-`gala.errors.InputError`.
+`gala.contract.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from capacity_model.contracts import CapacitySpec
-from gala.errors import InputError
-from gala.yamlfile import parse_marked, read_text, validate_marked
+from gala.contract.errors import InputError
+from gala.contract.yamlfile import parse_marked, read_text, validate_marked
 
 DEFAULT_SPEC = Path(__file__).resolve().parent / "specs" / "gala-2016.yaml"
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from capacity_model.contracts import USLFit
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 
 def _usl(n, sigma, kappa, lam):

@@ -24,13 +24,13 @@ import greenlet
 
 from locust import events
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 from loadtests.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, load_scenario
-from loadtests.shape import PhaseDispatcher, ScenarioShape
-from loadtests.stats import GalaStats
-from loadtests.users.base import ScenarioUser
-from loadtests.users.http import DeclarativeUser
-from loadtests.users.pacing import paced
+from loadtests.locust_plugin.shape import PhaseDispatcher, ScenarioShape
+from loadtests.locust_plugin.stats import GalaStats
+from loadtests.locust_plugin.users.base import ScenarioUser
+from loadtests.locust_plugin.users.http import DeclarativeUser
+from loadtests.locust_plugin.users.pacing import paced
 
 
 def _peek_arguments(argv: list[str]) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def _user_base(scenario: Scenario, name: str) -> type[ScenarioUser]:
         raise ScenarioError(f"{scenario.source_path}: users.{name}.class_path: cannot import {spec.class_path} ({exc})") from None
     if not (isinstance(base, type) and issubclass(base, ScenarioUser)):
         raise ScenarioError(f"{scenario.source_path}: users.{name}.class_path: {spec.class_path} is not a "
-                            "loadtests.users.base.ScenarioUser subclass")
+                            "loadtests.locust_plugin.users.base.ScenarioUser subclass")
     return base
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from capacity_model.spec import DEFAULT_SPEC, load_spec
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 
 def test_default_spec_is_the_gala_night():

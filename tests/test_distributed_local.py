@@ -12,9 +12,9 @@ import psutil
 import pytest
 from run_helpers import assert_totals_match_locust, start_run
 
-from gala.results import load_run, load_run_info
-from loadtests.generator import LOCUSTFILE
-from loadtests.procs import free_port
+from gala.contract.results import load_run, load_run_info
+from loadtests.orchestrator.generator import LOCUSTFILE
+from loadtests.orchestrator.procs import free_port
 from loadtests.scenario import DEFAULT_SCENARIO
 
 pytestmark = pytest.mark.timeout(200)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from capacity_model.budgets import Expression, load_budgets, parse_expression
-from gala.errors import InputError
+from gala.gate.budgets import Expression, load_budgets, parse_expression
+from gala.contract.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 

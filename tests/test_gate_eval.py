@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import xmlschema
 
-from capacity_model.budgets import load_budgets
-from capacity_model.gate import (
+from gala.gate.budgets import load_budgets
+from gala.gate.verdict import (
     abort_check,
     bucket_resolution_ms,
     compare_percentile,
@@ -22,9 +22,9 @@ from capacity_model.gate import (
     percentile_noise_ms,
 )
 from conftest import gala
-from gala.errors import InputError
-from gala.results import load_run
-from plan_synth import FEB1_PHASES, SynthPhase, write_run
+from gala.contract.errors import InputError
+from gala.contract.results import load_run
+from synth_runs import FEB1_PHASES, SynthPhase, write_run
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"
 

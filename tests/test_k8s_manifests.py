@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO, gala
-from k8s.render import RUN_ID_LABEL, load_base, make_spec, pod_templates, render
+from loadtests.swarm.render import RUN_ID_LABEL, load_base, make_spec, pod_templates, render
 from loadtests.scenario import load_scenario
 
 K8S_VERSION = kubernetes_validate.latest_version()  # the newest schema the package ships (1.37 here)

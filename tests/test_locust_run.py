@@ -21,8 +21,8 @@ from aiohttp import web
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
-TINY_GALA = REPO / "loadtests/scenarios/test/tiny-gala.yaml"
-OTHER = REPO / "loadtests/scenarios/test/other-system.yaml"
+TINY_GALA = REPO / "tests/scenarios/tiny-gala.yaml"
+OTHER = REPO / "tests/scenarios/other-system.yaml"
 
 
 # ---------------------------------------------------------------- another system: a tiny aiohttp server

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gala.results import histogram_percentiles
+from gala.contract.results import histogram_percentiles
 from loadtests.scenario import PhasePlan
-from loadtests.stats_tables import (
+from loadtests.locust_plugin.stats_tables import (
     Timeline, add_sample, histograms_doc, merge_table, new_record, phase_link_table, table_rows, timeseries_table,
 )
 

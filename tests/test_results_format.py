@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from gala.results import (
+from gala.contract.results import (
     ResultsError,
     histogram_percentiles,
     load_run,

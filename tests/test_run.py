@@ -12,7 +12,7 @@ import pytest
 from conftest import gala
 from run_helpers import assert_totals_match_locust, start_run
 
-from gala.results import ResultsError, load_run
+from gala.contract.results import ResultsError, load_run
 from loadtests.scenario import DEFAULT_SCENARIO, load_scenario
 
 pytestmark = pytest.mark.timeout(240)

@@ -28,10 +28,10 @@ import yaml
 from kubernetes import client
 
 from conftest import GALA, REPO
-from gala.results import load_run
-from k8s import bundle
-from k8s.entrypoint import main as entrypoint_main
-from k8s.launcher import connected_workers
+from gala.contract.results import load_run
+from loadtests.swarm import bundle
+from loadtests.swarm.entrypoint import main as entrypoint_main
+from loadtests.swarm.launcher import connected_workers
 from test_swarm_size import write_synthetic_run
 
 NS = "rehearsal"

@@ -52,7 +52,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from capacity_model.gate import gate_run  # lazily: pandas stays out of `gala --help`
+    from gala.gate.verdict import gate_run  # lazily: pandas stays out of `gala --help`
 
     outcome = gate_run(args.results_dir, args.budgets, baseline_dir=args.baseline, junit_path=args.junit,
                        json_path=args.json, out_dir=args.out, allowed_regression=args.allowed_regression)

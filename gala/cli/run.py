@@ -1,5 +1,5 @@
 """`gala run`: a rehearsal (target + Locust subprocesses) into one results folder, then the plan
-and, with --budgets, the gate. Thin: the work is in loadtests.runner, capacity_model.*."""
+and, with --budgets, the gate. Thin: the work is in loadtests.orchestrator.runner, capacity_model.*."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def register(sub) -> None:
 def _budgets_for(budgets_path: Path, scenario_path: Path):
     """Load the budgets and hold them against the scenario before any load: a budget on a link or
     phase the scenario lacks is an input error now, not after the rehearsal."""
-    from capacity_model.budgets import check_against_run, load_budgets
+    from gala.gate.budgets import check_against_run, load_budgets
     from loadtests.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
@@ -93,7 +93,7 @@ def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
 
 
 def _gate(run_dir: Path, budgets: Path) -> int:
-    from capacity_model.gate import gate_run
+    from gala.gate.verdict import gate_run
 
     outcome = gate_run(run_dir, budgets, out_dir=run_dir / "gate")
     print(outcome.table, flush=True)
@@ -101,8 +101,8 @@ def _gate(run_dir: Path, budgets: Path) -> int:
 
 
 def main(args) -> int:
-    from gala.errors import InputError
-    from loadtests.runner import RunOptions, run
+    from gala.contract.errors import InputError
+    from loadtests.orchestrator.runner import RunOptions, run
     from loadtests.scenario import DEFAULT_SCENARIO
 
     if args.abort_on_fail and not args.budgets:
@@ -117,7 +117,7 @@ def main(args) -> int:
     if args.budgets is not None:
         budgets = _budgets_for(args.budgets, args.scenario or DEFAULT_SCENARIO)
         if args.abort_on_fail:
-            from capacity_model.gate import abort_check
+            from gala.gate.verdict import abort_check
 
             check = lambda live: abort_check(budgets, live)  # noqa: E731
     outcome = run(RunOptions(

@@ -27,7 +27,7 @@ def register(sub) -> None:
 def _serve(args) -> int:
     import secrets
 
-    from gala.errors import InputError
+    from gala.contract.errors import InputError
     from loadtests.target.config import load_config
     from loadtests.target.faults import describe, merge_faults
     from loadtests.scenario import is_loopback_url

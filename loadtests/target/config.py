@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 CARD_KINDS: tuple[str, ...] = ("爱国", "敬业", "富强", "和谐", "友善")
 CardKind = Literal["爱国", "敬业", "富强", "和谐", "友善"]
