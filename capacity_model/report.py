@@ -19,6 +19,7 @@ from capacity_model import charts
 from capacity_model.contracts import Measurements, Plan, WhatIf
 from capacity_model.probe import ProbeResult
 from capacity_model.validate import Validation, cpu_frame, latency_frame
+from gala.contract.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -403,19 +404,15 @@ def write_report(plan: Plan, inputs: ReportInputs, out_dir: Path) -> Path:
     chart_dir.mkdir(exist_ok=True)
     for b in blocks:
         if isinstance(b, Chart):
-            (chart_dir / f"{b.name}.png").write_bytes(b.png)
-    (out_dir / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+            write_bytes_atomic(chart_dir / f"{b.name}.png", b.png)
+    write_text_atomic(out_dir / "report.md", render_markdown(blocks))
     title = blocks[0].text if isinstance(blocks[0], Heading) else "capacity plan"
-    (out_dir / "report.html").write_text(render_html(blocks, title), encoding="utf-8")
-    allocation_csv(plan).to_csv(out_dir / "allocation.csv", index=False)
-    # a temporary file and a rename, as every results-folder writer does
-    tmp = out_dir / "plan.json.tmp"
-    tmp.write_text(plan.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(out_dir / "plan.json")
+    write_text_atomic(out_dir / "report.html", render_html(blocks, title))
+    write_csv_atomic(out_dir / "allocation.csv", allocation_csv(plan))
     if inputs.validation is not None:
         v = inputs.validation
-        (out_dir / "validation.md").write_text(render_markdown(validation_blocks(v, 1)), encoding="utf-8")
-        tmp = out_dir / "validation.json.tmp"
-        tmp.write_text(v.model_dump_json(indent=2), encoding="utf-8")
-        tmp.replace(out_dir / "validation.json")
+        write_text_atomic(out_dir / "validation.md", render_markdown(validation_blocks(v, 1)))
+        write_text_atomic(out_dir / "validation.json", v.model_dump_json(indent=2))
+    # last: plan.json's presence says the plan folder is whole
+    write_text_atomic(out_dir / "plan.json", plan.model_dump_json(indent=2))
     return out_dir / "report.html"

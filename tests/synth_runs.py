@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gala.contract.histogram import histogram_mean, histogram_percentiles, merge_histograms
 from gala.contract.results import (
     ALL,
     CPU_COLUMNS,
@@ -26,9 +27,6 @@ from gala.contract.results import (
     RunInfo,
     ScenarioRef,
     TargetInfo,
-    histogram_mean,
-    histogram_percentiles,
-    merge_histograms,
 )
 
 LINKS = ["grab", "share", "chat"]

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from conftest import REPO, gala
-from gala.contract.results import (CPU_COLUMNS, PHASE_LINK_COLUMNS, TIMESERIES_COLUMNS, GeneratorInfo, PhaseRecord, RunInfo,
-                          ScenarioRef, TargetInfo, load_run, write_json_atomic)
+from gala.contract.atomic import write_json_atomic
+from gala.contract.results import (CPU_COLUMNS, PHASE_LINK_COLUMNS, TIMESERIES_COLUMNS, GeneratorInfo, PhaseRecord,
+                                   RunInfo, ScenarioRef, TargetInfo, load_run)
 from loadtests.swarm.size import NIGHT_RPS, generator_cost, size_for, write_overlay
 
 

@@ -1,4 +1,4 @@
-"""The results folder: typed models of its files, histogram arithmetic, and the reader.
+"""The results folder: typed models of its files, and the reader (histograms: `gala.contract.histogram`).
 
 This module is the contract between the parts (documented in results/README.md). It imports
 neither Locust nor gevent: the rehearsal writes through it, the capacity model and the gate read
@@ -8,16 +8,15 @@ through it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gala.contract.errors import InputError
+from gala.contract.yamlfile import describe_error, field_path, pydantic_loc
 
 FORMAT_VERSION = 1
 ALL = "_all"
@@ -114,50 +113,6 @@ class RunInfo(_Model):
     command: list[str] = Field(default_factory=list)
 
 
-# ---------------------------------------------------------------- histograms
-
-def round_response_time(ms: float) -> int:
-    """Round a latency as Locust rounds it, so histograms from several workers add key by key."""
-    if ms < 100:
-        return int(round(ms))
-    if ms < 1000:
-        return int(round(ms, -1))
-    if ms < 10000:
-        return int(round(ms, -2))
-    return int(round(ms, -3))
-
-
-Histogram = Mapping[int, int]
-
-
-def merge_histograms(*hists: Histogram) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for h in hists:
-        for k, v in h.items():
-            out[int(k)] = out.get(int(k), 0) + int(v)
-    return out
-
-
-def histogram_percentiles(hist: Histogram, quantiles: list[float]) -> list[float]:
-    """Percentiles of a bucket histogram: the smallest bucket whose cumulative count reaches ceil(q*n)."""
-    if not hist:
-        return [math.nan] * len(quantiles)
-    keys = np.array(sorted(int(k) for k in hist), dtype=np.int64)
-    counts = np.array([hist[k] if k in hist else hist[str(k)] for k in keys], dtype=np.int64)
-    cum = np.cumsum(counts)
-    need = np.maximum(np.ceil(np.asarray(quantiles) * cum[-1]), 1)
-    idx = np.searchsorted(cum, need, side="left")
-    return [float(keys[min(i, len(keys) - 1)]) for i in idx]
-
-
-def histogram_mean(hist: Histogram) -> float:
-    if not hist:
-        return math.nan
-    keys = np.fromiter((int(k) for k in hist), dtype=np.float64)
-    counts = np.fromiter((int(v) for v in hist.values()), dtype=np.float64)
-    return float((keys * counts).sum() / counts.sum())
-
-
 # ---------------------------------------------------------------- reading
 
 @dataclass
@@ -212,8 +167,7 @@ def load_run_info(folder: str | Path) -> RunInfo:
         info = RunInfo.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ResultsError(f"{path}: field {where}: {err['msg']}") from None
+        raise ResultsError(f"{path}: {field_path(pydantic_loc(err))}: {describe_error(err, RunInfo)}") from None
     if info.format_version != FORMAT_VERSION:
         raise ResultsError(f"{path}: format_version {info.format_version}, this gala reads {FORMAT_VERSION}")
     return info
@@ -246,10 +200,3 @@ def load_run(folder: str | Path, *, allow_running: bool = False) -> Run:
         histograms=histograms,
         audit=audit,
     )
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)

@@ -1,15 +1,15 @@
 """Reading YAML input files so that every error can name the file, the line and the field.
 
-The scenario, the capacity spec and the budgets file all go through here: the text is read (a
+The scenario, the capacity spec, the budgets file and the target's config all go through here: the text is read (a
 missing or unreadable file is one clear line), composed into nodes, and turned into plain Python
 while the 1-based line of every field path is recorded; pydantic then validates the plain data
-and the loader turns its error's path back into a line with `line_of`.
+and its errors become lines `FILE:LINE: field.path: expected ...`, worded one way (`describe_error`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -90,13 +90,80 @@ def pydantic_loc(err: dict) -> tuple:
     return tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
 
 
-def validate_marked(model: type[BaseModel], data: Any, lines: Lines, origin: str,
-                    describe: Callable[[dict, tuple], str], error: type[InputError] = InputError) -> BaseModel:
-    """`model.model_validate(data)`, its first fault raised as `origin:LINE: field.path: <describe(err, loc)>`."""
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds directly or as dict values / list items, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def known_fields(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The field names `model` accepts at the place an unknown field `loc` was written."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None:
+            return []
+        if isinstance(part, str) and part in current.model_fields:
+            current = _submodel(current.model_fields[part].annotation) or current
+    return [info.alias or name for name, info in current.model_fields.items()] if current is not None else []
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
+    """A pydantic error said one way for every loader: what was expected, and what was found."""
+    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "missing; expected this field (it is required)"
+    if kind == "extra_forbidden":
+        known = known_fields(model, pydantic_loc(err))
+        return "unknown field; check its spelling" + (f" (expected one of: {', '.join(known)})" if known else "")
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()), "")
+        return f"expected a number {_BOUNDS[kind]} {bound:g}, got {got!r}" if isinstance(bound, (int, float)) \
+            else f"expected a number {_BOUNDS[kind]} {bound}, got {got!r}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"])).removeprefix("Value error, ")
+    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float", "finite_number"):
+        return f"expected {'a whole number' if kind.startswith('int') else 'a number'}, got {got!r}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {got!r}"
+    if kind == "list_type":
+        return f"expected a list, got {got!r}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {got!r}"
+    msg = err["msg"].removeprefix("Input should be ")
+    return f"expected {msg[0].lower()}{msg[1:]}, got {got!r}" if msg else f"unexpected {got!r}"
+
+
+def fault(origin: str, lines: Lines, loc: tuple, message: str) -> str:
+    """One fault as the line every loader prints: `origin:LINE: field.path: message`."""
+    return f"{origin}:{line_of(lines, loc)}: {field_path(loc)}: {message}"
+
+
+def validation_faults(model: type[BaseModel], data: Any, lines: Lines, origin: str) -> tuple[BaseModel | None, list[str]]:
+    """`model.model_validate(data)` and every fault as a line (misspelt keys first: they explain "missing" ones)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), []
     except ValidationError as exc:
-        # a misspelt key explains a "missing" one, so say it first
-        err = sorted(exc.errors(), key=lambda e: e["type"] == "missing")[0]
-        loc = pydantic_loc(err)
-        raise error(f"{origin}:{line_of(lines, loc)}: {field_path(loc)}: {describe(err, loc)}") from None
+        errs = sorted(exc.errors(), key=lambda e: e["type"] == "missing")
+        return None, [fault(origin, lines, pydantic_loc(e), describe_error(e, model)) for e in errs]
+
+
+def validate_marked(model: type[BaseModel], data: Any, lines: Lines, origin: str,
+                    error: type[InputError] = InputError) -> BaseModel:
+    """`model.model_validate(data)`, its first fault raised as `origin:LINE: field.path: expected ...`."""
+    parsed, faults = validation_faults(model, data, lines, origin)
+    if faults:
+        raise error(faults[0])
+    return parsed
+
+
+def load_marked(path: Path, what: str) -> tuple[Any, Lines]:
+    """Read and parse a YAML input file: (plain data, field path -> line)."""
+    return parse_marked(read_text(path, what), str(path))

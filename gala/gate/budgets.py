@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gala.contract.errors import InputError
-from gala.contract.yamlfile import field_path, line_of, parse_marked, read_text, validate_marked
+from gala.contract.yamlfile import field_path, line_of, load_marked, validate_marked
 
 # Metric names as k6 spells them; `rate` is the error ratio, `achieved` the achieved/intended rate ratio.
 CEILING_METRICS = ("p", "med", "avg", "max", "rate")
@@ -193,58 +193,15 @@ class Budgets:
         return list(dict.fromkeys(b.link for b in self.lines))
 
 
-# ---------------------------------------------------------------- YAML with line numbers
-
-def _expected(err: dict) -> str:
-    """pydantic's error, said as what was expected."""
-    kind, ctx = err["type"], err.get("ctx", {})
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    if kind == "extra_forbidden":
-        return "unknown field"
-    if kind == "missing":
-        return "required field is missing"
-    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "finite_number"):
-        return f"expected a number, got {err['input']!r}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
-        bound = next(iter(ctx.values()))
-        return f"expected a number {sign} {bound:g}, got {err['input']!r}"
-    if kind in ("dict_type", "model_type"):
-        return f"expected a mapping, got {err['input']!r}"
-    if kind == "list_type":
-        return f"expected a list, got {err['input']!r}"
-    if kind == "literal_error":
-        return f"expected {ctx.get('expected')}, got {err['input']!r}"
-    return f"expected {err['msg'][0].lower()}{err['msg'][1:]}"
-
-
-_SUBMODELS = {"links": LinkBudget, "phases": ScopeBudget, "baseline": BaselinePolicy, "abort": AbortPolicy}
-
-
-def _known_fields(loc: tuple) -> str:
-    """The fields allowed where an unknown one was written."""
-    model = BudgetsFile
-    for part in loc[:-1]:
-        if part in model.model_fields:
-            model = _SUBMODELS.get(part, model)
-    return ", ".join(model.model_fields)
-
-
-def _describe(err: dict, loc: tuple) -> str:
-    what = _expected(err)
-    return what + f"; expected one of {_known_fields(loc)}" if err["type"] == "extra_forbidden" else what
-
-
 def load_budgets(path: str | Path) -> Budgets:
     """Read and validate a budgets file; raise InputError `FILE:LINE: field: expected …` on the first fault."""
     path = Path(path)
-    data, lines = parse_marked(read_text(path, "budgets"), str(path))
+    data, lines = load_marked(path, "budgets")
     if data is None:
         raise InputError(f"{path}:1: (top level): expected a mapping with `links:`, the file is empty")
     if not isinstance(data, dict):
         raise InputError(f"{path}:1: (top level): expected a mapping with `links:`")
-    parsed = validate_marked(BudgetsFile, data, lines, str(path), _describe)
+    parsed = validate_marked(BudgetsFile, data, lines, str(path))
     if not parsed.links:
         raise InputError(f"{path}:{line_of(lines, ('links',))}: links: expected at least one link with a budget")
     return Budgets(path=path, lines=_budget_lines(parsed, path, lines), baseline=parsed.baseline, abort=parsed.abort)

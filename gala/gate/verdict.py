@@ -26,7 +26,9 @@ from pydantic import BaseModel
 from gala.gate.budgets import Budget, Budgets, Expression, check_against_run, load_budgets
 from gala.gate.junit import JUnitCase, write_junit
 from gala.contract.errors import InputError
-from gala.contract.results import ALL, Run, histogram_percentiles, load_run, write_json_atomic
+from gala.contract.atomic import write_json_atomic
+from gala.contract.histogram import histogram_percentiles
+from gala.contract.results import ALL, Run, load_run
 
 # Per-second percentiles of seconds with fewer requests than this are too coarse to use as noise samples.
 MIN_REQUESTS_PER_SECOND = 5

@@ -2,7 +2,7 @@
 
 On every `request` event the request is attributed to a phase (the most recently started phase still
 running when it was made) and a link (the text before the first ':' of its name), and counted with a
-latency histogram rounded as Locust rounds (`gala.contract.results.round_response_time`). Workers ship their
+latency histogram rounded as Locust rounds (`gala.contract.histogram.LatencyStats`). Workers ship their
 increments through `report_to_master` in the same message as Locust's own stats, and the master adds
 them key by key in `worker_report`, so gala's totals equal Locust's. The master (or the local process)
 writes into `--gala-out DIR`: `histograms.json`, `timeseries.csv`, `phase_link_stats.csv` (formats in
@@ -22,12 +22,11 @@ import gevent
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
-from gala.contract.results import histogram_percentiles, write_json_atomic
+from gala.contract.atomic import write_csv_atomic, write_json_atomic
+from gala.contract.histogram import LatencyStats, merge_table, table_rows
+from gala.contract.phases import Timeline
+from gala.contract.tables import histograms_doc, phase_link_table, timeseries_table
 from loadtests.scenario import Scenario
-from loadtests.locust_plugin.stats_tables import (
-    Timeline, add_sample, histograms_doc, merge_record, merge_table, new_record, phase_link_table, table_rows,
-    timeseries_table, write_csv_atomic,
-)
 
 log = logging.getLogger("gala.stats")
 TIMELINE_MSG = "gala_timeline"
@@ -44,8 +43,8 @@ class GalaStats:
         self.out = Path(out_dir) if out_dir else None
         self.timeline = Timeline([p.name for p in scenario.phases])
         self.plans = {p.name: p for p in scenario.planned_phases()}
-        self.phase_link: dict = {}    # (phase, link) -> record (totals on master/local, pending on a worker)
-        self.second_link: dict = {}   # (t_s, link) -> record
+        self.phase_link: dict = {}    # (phase, link) -> LatencyStats (totals on master/local, pending on a worker)
+        self.second_link: dict = {}   # (t_s, link) -> LatencyStats
         self.stopped_by: str | None = None
         self.stop_t_s: float | None = None
         self._local_epoch0 = time.time()
@@ -87,11 +86,11 @@ class GalaStats:
         failed = exception is not None
         rt = response_time or 0.0
         key = (self.timeline.owner(t), link)
-        rec = self.phase_link.get(key) or self.phase_link.setdefault(key, new_record())
-        add_sample(rec, rt, failed)
+        cell = self.phase_link.get(key) or self.phase_link.setdefault(key, LatencyStats())
+        cell.add(rt, failed)
         key = (max(0, int(t)), link)
-        rec = self.second_link.get(key) or self.second_link.setdefault(key, new_record())
-        add_sample(rec, rt, failed)
+        cell = self.second_link.get(key) or self.second_link.setdefault(key, LatencyStats())
+        cell.add(rt, failed)
 
     def on_test_start(self, environment, **_kw) -> None:
         self.phase_link, self.second_link = {}, {}
@@ -184,20 +183,20 @@ class GalaStats:
         lag = WORKER_REPORT_LAG_S if isinstance(runner, MasterRunner) else 1
         last_second = int(t) - lag
         phase = self.timeline.owner(t) if any(se[0] is not None for se in self.timeline.times.values()) else None
-        links: dict[str, list] = {}
-        phase_links: dict[str, list] = {}
-        for (ph, link), rec in list(self.phase_link.items()):
-            merge_record(links.setdefault(link, new_record()), rec)
+        links: dict[str, LatencyStats] = {}
+        phase_links: dict[str, LatencyStats] = {}
+        for (ph, link), cell in list(self.phase_link.items()):
+            links.setdefault(link, LatencyStats()).merge(cell)
             if ph == phase:
-                merge_record(phase_links.setdefault(link, new_record()), rec)
+                phase_links.setdefault(link, LatencyStats()).merge(cell)
         # look the last second up per link rather than scanning every second of the run, once a second
-        rps = {link: rec[0] for link in links if (rec := self.second_link.get((last_second, link)))}
+        rps = {link: cell.requests for link in links if (cell := self.second_link.get((last_second, link)))}
 
-        def view(table: dict[str, list]) -> dict[str, dict]:
+        def view(table: dict[str, LatencyStats]) -> dict[str, dict]:
             out = {}
-            for link, rec in sorted(table.items()):
-                p50, p95, p99 = histogram_percentiles(rec[4], [0.5, 0.95, 0.99])
-                out[link] = {"rps": rps.get(link, 0), "requests": rec[0], "failures": rec[1],
+            for link, cell in sorted(table.items()):
+                p50, p95, p99 = cell.percentiles([0.5, 0.95, 0.99])
+                out[link] = {"rps": rps.get(link, 0), "requests": cell.requests, "failures": cell.failures,
                              "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
             return out
 
@@ -220,8 +219,8 @@ class GalaStats:
                 "stopped_s": self.stop_t_s})
             write_json_atomic(self.out / "histograms.json", histograms_doc(self.phase_link))
             write_csv_atomic(self.out / "phase_link_stats.csv",
-                              phase_link_table(self.phase_link, self.timeline, self.plans, self.stop_t_s))
-            write_csv_atomic(self.out / "timeseries.csv", timeseries_table(self.second_link, self.timeline))
+                             phase_link_table(self.phase_link, self.timeline, self.plans, self.stop_t_s), decimals=6)
+            write_csv_atomic(self.out / "timeseries.csv", timeseries_table(self.second_link, self.timeline), decimals=6)
         except Exception:  # never lose Locust's own shutdown over ours; say so loudly
             log.exception("gala: could not write results into %s", self.out)
 

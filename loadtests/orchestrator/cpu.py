@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -143,12 +142,6 @@ def cpu_frame(samples: list[Sample], t0: float, t_end: float) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=CPU_COLUMNS)
     return pd.concat(frames, ignore_index=True).sort_values(["t_s", "role", "pid"])[CPU_COLUMNS]
-
-
-def write_cpu_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from loadtests.orchestrator.procs import Child, free_port, python_env, spawn
 
@@ -45,45 +46,62 @@ class GeneratorPlan:
         return "distributed" if self.workers or self.remote_workers else "local"
 
 
-def _gala_args(plan: GeneratorPlan) -> list[str]:
-    return ["--scenario", str(plan.scenario), "--duration-scale", repr(plan.duration_scale),
-            "--seed", str(plan.seed)]
+def locust_argv(*, scenario: Path, host: str | None = None, duration_scale: float | None = None,
+                seed: int | None = None, out: Path | None = None, logfile: Path | None = None,
+                headless: bool = True, run_time_s: int | None = None, master: bool = False,
+                expect_workers: int = 0, workers_wait_s: int | None = None, master_port: int | None = None,
+                master_bind_host: str | None = None, worker: bool = False, master_host: str = "127.0.0.1",
+                locustfile: Path | str = LOCUSTFILE, extra: Sequence[str] = ()) -> list[str]:
+    """The one builder of Locust's command line for gala's locustfile: `gala run`'s processes, the
+    tests and the benchmarks. `out` makes it the writing process (gala's files, Locust's CSVs and
+    HTML report, its log); a worker writes nothing but its log."""
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--scenario", str(scenario)]
+    if duration_scale is not None:
+        argv += ["--duration-scale", repr(duration_scale)]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    if host is not None:
+        argv += ["--host", host]
+    if worker:
+        argv += ["--worker", "--master-host", master_host]
+        if master_port is not None:
+            argv += ["--master-port", str(master_port)]
+    elif headless:
+        argv += ["--headless", "--only-summary",
+                 # failed requests are results, not a failed run: keep exit codes for real breakage
+                 "--exit-code-on-error", "0"]
+    if out is not None and not worker:
+        argv += ["--gala-out", str(out), "--csv", str(out / "locust"), "--html", str(out / "locust_report.html")]
+    if logfile is not None:
+        argv += ["--logfile", str(logfile)]
+    if run_time_s is not None:
+        # a safety bound; gala also enforces its own (a shape in headless mode may ignore --run-time)
+        argv += ["--run-time", f"{run_time_s}s"]
+    if master:
+        argv += ["--master", "--expect-workers", str(expect_workers)]
+        if workers_wait_s is not None:
+            argv += ["--expect-workers-max-wait", str(workers_wait_s)]
+        if master_port is not None:
+            argv += ["--master-bind-port", str(master_port)]
+        if master_bind_host is not None:
+            argv += ["--master-bind-host", master_bind_host]
+    return [*argv, *extra]
 
 
 def main_argv(plan: GeneratorPlan, master_port: int | None) -> list[str]:
     """The local process, or the master: it runs the shape and writes every file of the run."""
-    d = plan.run_dir
-    argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        *_gala_args(plan), "--gala-out", str(d),
-        "--host", plan.host,
-        "--csv", str(d / "locust"), "--html", str(d / "locust_report.html"),
-        "--logfile", str(d / "locust.log"),
-        # a safety bound; gala also enforces its own (a shape in headless mode may ignore --run-time)
-        "--run-time", f"{plan.run_time_s}s",
-        # failed requests are results, not a failed run: keep exit codes for real breakage
-        "--exit-code-on-error", "0",
-        "--only-summary",
-    ]
     expect = plan.workers or plan.remote_workers
-    if expect:
-        argv += ["--master", "--expect-workers", str(expect),
-                 "--expect-workers-max-wait", str(plan.connect_wait_s)]
-        if master_port is not None:
-            argv += ["--master-bind-port", str(master_port)]
-        if plan.workers:
-            argv += ["--master-bind-host", "127.0.0.1"]
-    return argv
+    return locust_argv(scenario=plan.scenario, host=plan.host, duration_scale=plan.duration_scale, seed=plan.seed,
+                       out=plan.run_dir, logfile=plan.run_dir / "locust.log", run_time_s=plan.run_time_s,
+                       master=bool(expect), expect_workers=expect, workers_wait_s=plan.connect_wait_s,
+                       master_port=master_port, master_bind_host="127.0.0.1" if plan.workers else None)
 
 
 def worker_argv(plan: GeneratorPlan, index: int, master_port: int) -> list[str]:
     # workers get the scenario too (their users need it) but no --gala-out: only the master writes
-    return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
-        "--master-host", "127.0.0.1", "--master-port", str(master_port),
-        *_gala_args(plan), "--host", plan.host,
-        "--logfile", str(plan.run_dir / f"locust-worker-{index}.log"),
-    ]
+    return locust_argv(scenario=plan.scenario, host=plan.host, duration_scale=plan.duration_scale, seed=plan.seed,
+                       worker=True, master_port=master_port,
+                       logfile=plan.run_dir / f"locust-worker-{index}.log")
 
 
 def start(plan: GeneratorPlan) -> tuple[Child, list[Child]]:

@@ -20,7 +20,7 @@ except OSError:
     _LIBC = None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # runs in the child between fork and exec: if gala dies (even by SIGKILL), the child gets SIGTERM
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -98,7 +98,7 @@ def spawn(role: str, argv: list[str], log_path: Path, *, env: dict[str, str] | N
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent,
+            env=env, cwd=cwd, start_new_session=True, preexec_fn=die_with_parent,
         )
     finally:
         log.close()

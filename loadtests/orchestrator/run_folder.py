@@ -12,7 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from gala.contract.results import RunInfo, write_json_atomic
+from gala.contract.atomic import write_json_atomic
+from gala.contract.results import RunInfo
 
 
 def iso_utc(epoch: float) -> str:

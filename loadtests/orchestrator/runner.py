@@ -20,15 +20,17 @@ import pandas as pd
 import psutil
 
 from gala.contract.errors import InputError
-from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo, write_json_atomic
+from gala.contract.atomic import write_csv_atomic, write_json_atomic
+from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
 from loadtests.orchestrator import generator as gen
-from loadtests.orchestrator.cpu import CpuSampler, generator_load, latest_percent, write_cpu_csv
+from loadtests.orchestrator.cpu import CpuSampler, generator_load, latest_percent
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.procs import Child
 from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
 from loadtests.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 from loadtests.orchestrator.table import phase_table
-from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, check_loopback, start_builtin
+from gala.contract.loopback import require_loopback
+from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin
 
 STOP_GRACE_S = 30.0      # how long Locust may take to write its files after a stop
 WORKER_GRACE_S = 5.0     # how long workers may outlive their master before they are killed
@@ -89,7 +91,7 @@ def _check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
             raise InputError(f"--target-pid {pid}: no such process")
     url = opts.host or (None if sc.target.builtin else sc.target.url)
     if url is not None:
-        check_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
+        require_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
         if opts.target_config or opts.inject:
             raise InputError("--target-config/--inject: only for the built-in target (drop --host, or use the scenario's target: builtin)")
     else:
@@ -349,7 +351,7 @@ class Runner:
         t0 = self.t0 or getattr(self, "launched_at", self.created_at)
         t_end = self.t_end or time.time()
         cpu = self.sampler.to_frame(t0, t_end)
-        write_cpu_csv(cpu, self.run_dir / "cpu.csv")
+        write_csv_atomic(self.run_dir / "cpu.csv", cpu)
         load = generator_load(cpu, t_end - t0)
 
         code = self.main.proc.returncode if self.main is not None else None

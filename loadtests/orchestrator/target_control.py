@@ -1,44 +1,22 @@
-"""The run's side of the target: start the built-in one, check a given URL, make the scenario's
+"""The run's side of the target: start the built-in one (through loadtests.target.launch), make the scenario's
 after-run admin calls and fetch the audit. Plain urllib: this runs in the `gala` process."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import secrets
-import socket
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from gala.contract.errors import InputError
-from loadtests.orchestrator.procs import Child, python_env, spawn
+from loadtests.orchestrator.procs import Child, die_with_parent
+from loadtests.target import launch
 
 
 class TargetError(RuntimeError):
     """The target could not be started or reached."""
-
-
-def check_loopback(url: str, *, allow_remote: bool, where: str) -> None:
-    """Load goes only to 127.0.0.1 unless the scenario explicitly allows a remote target."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"{where}: {url!r} is not an http(s) URL (expected e.g. http://127.0.0.1:8080)")
-    if allow_remote:
-        return
-    try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 80)}
-    except socket.gaierror as exc:
-        raise InputError(f"{where}: cannot resolve {parts.hostname!r} ({exc})") from None
-    if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
-        raise InputError(
-            f"{where}: {url} is not a loopback address; load goes only to 127.0.0.1 unless the "
-            f"scenario's target sets allow_remote_target: true"
-        )
 
 
 @dataclass
@@ -49,30 +27,15 @@ class BuiltinTarget:
 
 
 def start_builtin(run_dir: Path, *, config: Path | None, inject: list[str], timeout_s: float = 30.0) -> BuiltinTarget:
-    """Start `gala target serve` on a free loopback port; its first stdout line names the URL."""
-    token = "gala-admin-" + secrets.token_hex(16)
-    argv = [sys.executable, "-m", "gala", "target", "serve", "--host", "127.0.0.1", "--port", "0"]
-    if config is not None:
-        argv += ["--config", str(config)]
-    for spec in inject:
-        argv += ["--inject", spec]
-    log_path = run_dir / "target.log"
-    child = spawn("target", argv, log_path, env=python_env(GALA_ADMIN_TOKEN=token))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = log_path.read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            if "http://" in line:
-                return BuiltinTarget(url=line.strip().split()[-1], admin_token=token, child=child)
-        if not child.alive():
-            break
-        time.sleep(0.1)
-    child.stop(grace_s=2)
-    tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
-    if child.proc.returncode == 2 and tail.strip():
-        # the target refused its own input (a bad --config or --inject): that is the user's input
-        raise InputError(tail.strip().splitlines()[-1].removeprefix("gala: "))
-    raise TargetError(f"the built-in target did not start within {timeout_s:.0f} s; see {log_path}:\n{tail}")
+    """Start the built-in target (loadtests.target.launch) in its own session, tied to the life of gala."""
+    try:
+        target = launch.start(run_dir / "target.log", config=config, inject=inject, timeout_s=timeout_s,
+                              popen_kwargs={"start_new_session": True, "preexec_fn": die_with_parent})
+    except launch.TargetStartError as exc:
+        # a target refusing its own input (a bad --config or --inject) is the user's input
+        raise (InputError(str(exc)) if exc.refused_input else TargetError(str(exc))) from None
+    child = Child(role="target", proc=target.proc, log_path=target.log_path)
+    return BuiltinTarget(url=target.url, admin_token=target.admin_token, child=child)
 
 
 @dataclass

@@ -8,7 +8,6 @@ CLI, the runner and the capacity model read scenarios through it.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from gala.contract.errors import InputError
+from gala.contract.loopback import is_loopback_url
+from gala.contract.phases import owner
 from gala.contract.yamlfile import field_path, line_of, parse_marked, validate_marked
 
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -300,7 +301,7 @@ class Scenario(_Strict):
         for t0, t1 in zip(edges, edges[1:]):
             active = [i for i, (s, e) in enumerate(times) if s <= t0 and e >= t1]
             if active:
-                yield t0, t1, phase_owner(times, t0), sorted(active, key=lambda i: (times[i][0], i))
+                yield t0, t1, owner([s for s, _ in times], [e for _, e in times], t0), sorted(active, key=lambda i: (times[i][0], i))
 
     def user_rates_at(self, t_s: float) -> dict[str, float]:
         """Per-user action rate of each user class at run time t_s (the most recently started phase wins)."""
@@ -317,15 +318,6 @@ class Scenario(_Strict):
         return request_name.split(":", 1)[0]
 
 
-def phase_owner(times: list[tuple[float, float]], t_s: float) -> int | None:
-    """Index of the phase a moment belongs to: the most recently started phase still running at t_s."""
-    best = None
-    for i, (start, end) in enumerate(times):
-        if start <= t_s < end and (best is None or start >= times[best][0]):
-            best = i
-    return best
-
-
 def _phase_user_rates(sc: Scenario, p: PhaseSpec) -> dict[str, float]:
     """Per-user rate of each user class in phase p: its own rate, or the one its arrival_rps asks."""
     rates = {u: sc.users[u].rate_per_s for u in p.users}
@@ -338,16 +330,6 @@ def _phase_user_rates(sc: Scenario, p: PhaseSpec) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- checks and loading
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def _semantic_errors(sc: Scenario) -> list[tuple[tuple, str]]:
     """Cross-field checks pydantic cannot express field by field: (field path, message)."""
@@ -402,14 +384,6 @@ def _arrival_conflicts(sc: Scenario, i: int, p: PhaseSpec) -> list[tuple[tuple, 
     return errs
 
 
-def _describe(err: dict, loc: tuple) -> str:
-    if err["type"] == "missing":
-        return "missing; expected this field"
-    if err["type"] == "extra_forbidden":
-        return "unknown field; check its spelling"
-    return err["msg"].removeprefix("Value error, ")
-
-
 def load_scenario(path: str | Path, *, duration_scale: float = 1.0, seed: int | None = None) -> Scenario:
     """Read and validate a scenario file; raise ScenarioError (one line: `path:LINE: field: expected`)."""
     path = Path(path)
@@ -431,7 +405,7 @@ def load_scenario(path: str | Path, *, duration_scale: float = 1.0, seed: int | 
         raise ScenarioError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}:1: expected a mapping with name, links, users, phases (see loadtests/scenarios/feb1.yaml)")
-    sc = validate_marked(Scenario, raw, lines, str(path), _describe, error=ScenarioError)
+    sc = validate_marked(Scenario, raw, lines, str(path), error=ScenarioError)
     errs = _semantic_errors(sc)
     if errs:
         loc, msg = errs[0]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gala.contract.results import load_run_info, write_json_atomic
+from gala.contract.atomic import write_json_atomic
+from gala.contract.results import load_run_info
 from loadtests.swarm import bundle
 from loadtests.swarm.launcher import Cluster, ClusterError, read_log, status
 

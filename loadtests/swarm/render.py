@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from gala.contract.errors import InputError
+from gala.contract.loopback import is_loopback_host
 
 # The kustomize files live in the checkout's k8s/ folder: one source of truth with `kubectl kustomize`.
 K8S_DIR = Path(__file__).resolve().parents[2] / "k8s"
@@ -57,7 +58,7 @@ class SwarmSpec(BaseModel):
         if parts.username or parts.password:
             raise ValueError("credentials do not belong in the URL: put them in a Secret (--target-secret)")
         host = parts.hostname
-        if host == "localhost" or _is_loopback(host):
+        if is_loopback_host(host):
             raise ValueError(f"{host} inside a pod is the pod itself: give the target's address in the cluster")
         return v.rstrip("/")
 
@@ -82,13 +83,6 @@ class SwarmSpec(BaseModel):
                 "(the NetworkPolicy allows egress to IPs only)"
             ) from None
         return f"{ip}/{ip.max_prefixlen}", port
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def new_run_id(scenario_name: str) -> str:
