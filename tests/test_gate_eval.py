@@ -12,18 +12,14 @@ import pandas as pd
 import pytest
 import xmlschema
 
-from gala.gate.budgets import load_budgets
-from gala.gate.verdict import (
-    abort_check,
-    bucket_resolution_ms,
-    compare_percentile,
-    gate_run,
-    measure,
-    percentile_noise_ms,
-)
 from conftest import gala
 from gala.contract.errors import InputError
 from gala.contract.results import load_run
+from gala.gate.abort import abort_check
+from gala.gate.budgets import load_budgets
+from gala.gate.measure import measure
+from gala.gate.noise import bucket_resolution_ms, compare_percentile, percentile_noise_ms
+from gala.gate.verdict import gate_run
 from synth_runs import FEB1_PHASES, SynthPhase, write_run
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"

@@ -102,7 +102,8 @@ def _gate(run_dir: Path, budgets: Path) -> int:
 
 def main(args) -> int:
     from gala.contract.errors import InputError
-    from loadtests.orchestrator.runner import RunOptions, run
+    from loadtests.orchestrator.options import RunOptions
+    from loadtests.orchestrator.runner import run
     from loadtests.scenario import DEFAULT_SCENARIO
 
     if args.abort_on_fail and not args.budgets:
@@ -117,7 +118,7 @@ def main(args) -> int:
     if args.budgets is not None:
         budgets = _budgets_for(args.budgets, args.scenario or DEFAULT_SCENARIO)
         if args.abort_on_fail:
-            from gala.gate.verdict import abort_check
+            from gala.gate.abort import abort_check
 
             check = lambda live: abort_check(budgets, live)  # noqa: E731
     outcome = run(RunOptions(

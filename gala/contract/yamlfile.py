@@ -19,16 +19,24 @@ from gala.contract.errors import InputError
 Lines = dict[tuple, int]
 
 
-def read_text(path: Path, what: str) -> str:
-    """The file's text, or InputError naming the file and what it was meant to be."""
+def read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, or InputError naming the file and what it was meant to be."""
     try:
-        return path.read_text(encoding="utf-8")
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what} file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}:1: not UTF-8 text; expected a YAML {what}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a directory; expected a YAML {what} file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """The file's text (UTF-8), or InputError naming the file and what it was meant to be."""
+    try:
+        return read_bytes(path, what).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}:1: not UTF-8 text; expected a YAML {what}") from None
 
 
 def field_path(loc: tuple) -> str:

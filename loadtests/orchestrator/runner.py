@@ -10,97 +10,27 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import psutil
 
-from gala.contract.errors import InputError
 from gala.contract.atomic import write_csv_atomic, write_json_atomic
 from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
 from loadtests.orchestrator import generator as gen
 from loadtests.orchestrator.cpu import CpuSampler, generator_load, latest_percent
 from loadtests.orchestrator.live import LivePrinter, live_line
+from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
+from loadtests.orchestrator.outcome import display_path, generator_mode, print_report, run_status
 from loadtests.orchestrator.procs import Child
 from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
-from loadtests.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
-from loadtests.orchestrator.table import phase_table
-from gala.contract.loopback import require_loopback
 from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin
+from loadtests.scenario import load_scenario
 
 STOP_GRACE_S = 30.0      # how long Locust may take to write its files after a stop
 WORKER_GRACE_S = 5.0     # how long workers may outlive their master before they are killed
 TICK_S = 0.2             # main loop period: signals and dead children are noticed this fast
-
-
-@dataclass
-class RunOptions:
-    scenario: Path = DEFAULT_SCENARIO
-    host: str | None = None
-    target_pids: list[int] = field(default_factory=list)
-    target_nodes: int = 1
-    target_cores_per_node: float | None = None
-    out: Path = Path("results")
-    duration_scale: float = 1.0
-    seed: int | None = None
-    workers: int = 0
-    remote_workers: int = 0
-    master_bind_port: int | None = None
-    workers_wait_s: int | None = None
-    target_config: Path | None = None
-    inject: list[str] = field(default_factory=list)
-    abort_check: Callable[[dict], str | None] | None = None  # once a second, on live.json
-    quiet: bool = False
-    command: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunOutcome:
-    run_dir: Path
-    info: RunInfo
-    exit_code: int  # 0 done (complete or degraded), 1 failed, 130 stopped by a signal
-
-    @property
-    def aborted(self) -> bool:
-        return (self.info.interrupt_reason or "").startswith("abort-on-fail")
-
-
-def _builtin_config(opts: RunOptions, sc: Scenario) -> Path | None:
-    """--target-config, else the scenario's target.config (relative to the scenario file)."""
-    if opts.target_config is not None:
-        return opts.target_config
-    return sc.source_path.parent / sc.target.config if sc.target.config else None
-
-
-def _check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
-    """Bad combinations are input errors (exit 2) before anything starts; returns (url, builtin)."""
-    if opts.workers < 0 or opts.remote_workers < 0:
-        raise InputError("--workers/--remote-workers: expected a count >= 0")
-    if opts.workers and opts.remote_workers:
-        raise InputError("--workers and --remote-workers: expected one or the other (local or remote workers)")
-    if opts.target_nodes < 1:
-        raise InputError(f"--target-nodes: expected a count >= 1, got {opts.target_nodes}")
-    if opts.target_cores_per_node is not None and not opts.target_cores_per_node > 0:
-        raise InputError(f"--target-cores-per-node: expected a number > 0, got {opts.target_cores_per_node}")
-    for pid in opts.target_pids:
-        if not psutil.pid_exists(pid):
-            raise InputError(f"--target-pid {pid}: no such process")
-    url = opts.host or (None if sc.target.builtin else sc.target.url)
-    if url is not None:
-        require_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
-        if opts.target_config or opts.inject:
-            raise InputError("--target-config/--inject: only for the built-in target (drop --host, or use the scenario's target: builtin)")
-    else:
-        # the target would refuse them too, but only after a results folder exists: check them now
-        from loadtests.target.config import load_config
-        from loadtests.target.faults import merge_faults
-
-        merge_faults(load_config(_builtin_config(opts, sc)).faults, [*sc.target.inject, *opts.inject])
-    return url, url is None
 
 
 class Runner:
@@ -109,7 +39,7 @@ class Runner:
     def __init__(self, opts: RunOptions):
         self.opts = opts
         self.sc = load_scenario(opts.scenario, duration_scale=opts.duration_scale, seed=opts.seed)
-        self.url, self.builtin = _check_options(opts, self.sc)
+        self.url, self.builtin = check_options(opts, self.sc)
         self.planned = self.sc.planned_phases()
         self.printer = LivePrinter(quiet=opts.quiet)
         self.children: list[Child] = []
@@ -164,7 +94,7 @@ class Runner:
     def _start_target(self) -> None:
         if self.builtin:
             inject = [*self.sc.target.inject, *self.opts.inject]
-            target = start_builtin(self.run_dir, config=_builtin_config(self.opts, self.sc), inject=inject)
+            target = start_builtin(self.run_dir, config=builtin_config(self.opts, self.sc), inject=inject)
             self.children.append(target.child)
             self.target_child, self.url, self.admin_token = target.child, target.url, target.admin_token
             self.sampler.watch(target.child.pid, "target")
@@ -321,7 +251,7 @@ class Runner:
         return {
             "run_id": self.run_dir.name,
             "status": status,
-            "scenario": {"name": sc.name, "path": _display_path(self.opts.scenario), "sha256": sc.sha256,
+            "scenario": {"name": sc.name, "path": display_path(self.opts.scenario), "sha256": sc.sha256,
                          "seed": sc.seed},
             "duration_scale": self.opts.duration_scale,
             "links": list(sc.links),
@@ -335,7 +265,7 @@ class Runner:
             },
             "started_at": iso_utc(self.created_at),
             "phases": merge_phases(self.planned, None),
-            "generator": {"mode": _generator_mode(self.opts),
+            "generator": {"mode": generator_mode(self.opts),
                           "processes": 1 + self.opts.workers + self.opts.remote_workers, "workers": self.opts.workers or self.opts.remote_workers,
                           "locust_version": versions()["locust"], "hostname": socket.gethostname()},
             "versions": versions(),
@@ -355,20 +285,10 @@ class Runner:
         load = generator_load(cpu, t_end - t0)
 
         code = self.main.proc.returncode if self.main is not None else None
-        started = self.t0 is not None  # phases.json or live.json seen: Locust began the test
-        if self.stop_reason:
-            status, reason, exit_code = "interrupted", self.stop_reason, 130 if self.signalled else 0
-        elif self.main is None or code != 0 or not started:
-            status, exit_code = "failed", 1
-            reason = "Locust did not start the test" if not started else f"Locust exited with code {code}"
-            if not started and (why := _last_error(self.run_dir / "locust.log")):
-                reason += f" (locust.log: {why})"
-            if self.main is None:
-                reason = self.failure or "the generator was never started"
-        else:
-            status, reason, exit_code = ("degraded" if self.degraded else "complete"), None, 0
-        if status == "interrupted" and self.stop_reason.startswith("time bound"):
-            exit_code = 1
+        status, reason, exit_code = run_status(
+            stop_reason=self.stop_reason, signalled=bool(self.signalled), generator_started=self.main is not None,
+            started=self.t0 is not None,  # phases.json or live.json seen: Locust began the test
+            locust_code=code, failure=self.failure, degraded=self.degraded, locust_log=self.run_dir / "locust.log")
 
         info = self._base_info(status)
         stats = self._read_stats()
@@ -393,7 +313,7 @@ class Runner:
             exit_code=code,
         )
         model = write_run_json(self.run_dir, info)  # last, atomically: the folder is now whole
-        self._report(model, stats, load)
+        print_report(model, stats, load, self.run_dir)
         return RunOutcome(run_dir=self.run_dir, info=model, exit_code=exit_code)
 
     def _read_stats(self) -> pd.DataFrame:
@@ -403,61 +323,12 @@ class Runner:
         except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError):
             return pd.DataFrame(columns=PHASE_LINK_COLUMNS)
 
-    def _report(self, info: RunInfo, stats: pd.DataFrame, load) -> None:
-        out = sys.stdout
-        print(file=out)
-        print(phase_table(stats, [p.name for p in info.phases]), file=out)
-        print(file=out)
-        warn = lambda msg: print(f"gala run: warning: {msg}", file=sys.stderr, flush=True)  # noqa: E731
-        if load.saturated:
-            warn(f"generator process(es) {', '.join(map(str, load.saturated_pids))} were above 90% of a core "
-                 f"for more than 10% of the run: latencies are not trustworthy (try --workers N)")
-        for ev in info.degraded:
-            warn(f"degraded: {ev.what} at {ev.t_s} s ({ev.detail})")
-        if info.audit.available:
-            verdict = "passed" if info.audit.passed else "FAILED"
-            print(f"audit: {verdict} (audit.json)", file=out)
-        elif getattr(info.audit, "error", None):
-            warn(f"audit unavailable: {info.audit.error}")
-        if info.interrupted:
-            print(f"run {info.status}: {info.interrupt_reason}", file=out)
-        print(f"results: {self.run_dir}", file=out, flush=True)
-
 
 def _gone(proc: psutil.Process) -> bool:
     try:
         return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.Error:
         return True
-
-
-def _last_error(log: Path) -> str | None:
-    """The last error Locust logged (or the last line of a traceback), to say why a run failed."""
-    try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-200:]
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if "/ERROR/" in line or "/CRITICAL/" in line:
-            return line.split(": ", 1)[-1].strip()[:300]
-        if line and not line.startswith((" ", "[")) and ("Error" in line or "Exception" in line):
-            return line.strip()[:300]
-    return None
-
-
-def _generator_mode(opts: RunOptions) -> str:
-    if opts.remote_workers and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return "kubernetes"  # the master pod of a swarm: its workers are pods
-    return "distributed" if opts.workers or opts.remote_workers else "local"
-
-
-def _display_path(path: Path) -> str:
-    """A scenario path as a person would type it: relative to here, or to the project for a packaged one."""
-    path = Path(path).resolve()
-    for base in (Path.cwd(), DEFAULT_SCENARIO.parent.parent.parent):
-        if path.is_relative_to(base):
-            return str(path.relative_to(base))
-    return str(path)
 
 
 def run(opts: RunOptions) -> RunOutcome:
