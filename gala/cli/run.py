@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gala.contract.errors import ExitCode, exit_codes_help
+
 EPILOG = """\
 examples:
   gala run                                   the 1 February mix against the built-in target, then a plan
@@ -17,8 +19,10 @@ examples:
   gala run --budgets budgets.yaml --abort-on-fail
                                              CI: the gate's exit code; stop early once a budget is broken
 
-exit codes: 0 done, 1 the run failed, 2 bad input, 3 the plan says the node budget is short,
-130 stopped by Ctrl-C/SIGTERM; with --budgets, the gate's exit code.
+""" + exit_codes_help(ExitCode.OK, ExitCode.RUN_FAILED, ExitCode.BAD_INPUT, ExitCode.NODE_BUDGET_SHORT,
+                    ExitCode.BUDGET_BROKEN, ExitCode.INTERRUPTED,
+                    ok="done: a complete or degraded run, whatever the plan says") + """
+  (3 only with --fail-on-short; 99 only with --budgets, the gate's verdict)
 """
 
 
@@ -64,6 +68,8 @@ def register(sub) -> None:
                    help="parent folder; the run is written to DIR/<run-id>/ (default: ./results)")
     o.add_argument("--no-plan", action="store_true", help="do not make a capacity plan after the run")
     o.add_argument("--spec", type=Path, metavar="FILE", help="capacity spec for the plan (default: the packaged one)")
+    o.add_argument("--fail-on-short", action="store_true",
+                   help="exit 3 when the plan says the node budget is short (default: the plan is a report; exit 0)")
     o.add_argument("--budgets", type=Path, metavar="FILE", help="gate the run on these latency budgets (CI)")
     o.add_argument("--abort-on-fail", action="store_true",
                    help="with --budgets: stop the run as soon as a budget is clearly broken")
@@ -114,6 +120,12 @@ def main(args) -> int:
         raise InputError("--workers-wait: expected seconds >= 1, with --workers or --remote-workers")
     if args.budgets is not None and not args.budgets.is_file():
         raise InputError(f"--budgets {args.budgets}: no such file")
+    if args.fail_on_short and args.no_plan:
+        raise InputError("--fail-on-short: needs the plan (drop --no-plan)")
+    if not args.no_plan:
+        from capacity_model.spec import load_spec
+
+        load_spec(args.spec)  # a bad spec is bad input now, not after the rehearsal
     check = None
     if args.budgets is not None:
         budgets = _budgets_for(args.budgets, args.scenario or DEFAULT_SCENARIO)
@@ -130,11 +142,13 @@ def main(args) -> int:
         target_config=args.target_config, inject=args.inject, abort_check=check, quiet=args.quiet,
         command=["gala", *sys.argv[1:]],
     ))
-    if outcome.exit_code == 130 or outcome.info.status == "failed":
+    if outcome.exit_code == ExitCode.INTERRUPTED or outcome.info.status == "failed":
         return outcome.exit_code
     code = outcome.exit_code
     if not args.no_plan and not outcome.info.interrupted:
-        code = _plan(outcome.run_dir, args.spec, args.quiet) or code
+        plan_code = _plan(outcome.run_dir, args.spec, args.quiet)
+        if args.fail_on_short and plan_code == ExitCode.NODE_BUDGET_SHORT:
+            code = plan_code
     if args.budgets is not None:
-        code = _gate(outcome.run_dir, args.budgets)
+        code = _gate(outcome.run_dir, args.budgets) or code
     return code

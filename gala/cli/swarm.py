@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gala.contract.errors import ExitCode, exit_codes_help
+
 
 EXAMPLES = """examples:
   gala swarm size --rps 50000 --from results/<run-id>      workers for 50,000 req/s (and for the night)
@@ -15,7 +17,8 @@ EXAMPLES = """examples:
   gala swarm collect -n gala --run-id <id>                  the master's results into results/<gala run id>/
   gala swarm down -n gala --run-id <id>                     (or --ttl 600: let the Jobs expire after the run)
   gala swarm render --target-url http://192.0.2.10:8080 --out deploy/   the same objects, for GitOps
-"""
+
+""" + exit_codes_help(ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.CLUSTER_ERROR) + "\n"
 
 
 def _kube_options(p: argparse.ArgumentParser) -> None:
@@ -93,7 +96,7 @@ def register(sub) -> None:
 
 
 def _guard(fn):
-    """Cluster errors: one line and exit 3 (bad input stays InputError: exit 2 from gala.cli)."""
+    """Cluster errors: one line and exit 4 (bad input stays InputError: exit 2 from gala.cli)."""
     def run(args) -> int:
         from loadtests.swarm.launcher import ClusterError
 
@@ -101,7 +104,7 @@ def _guard(fn):
             return fn(args)
         except ClusterError as exc:
             print(f"gala swarm: {exc}", file=sys.stderr)
-            return exc.exit_code
+            return int(exc.exit_code)
     return run
 
 

@@ -21,6 +21,23 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130    # stopped by Ctrl-C or SIGTERM; the results folder says "interrupted"
 
 
+MEANING = {
+    ExitCode.OK: "done",
+    ExitCode.RUN_FAILED: "the run failed (Locust or the target died, or most requests failed)",
+    ExitCode.BAD_INPUT: "bad input (one line names the file, line or option)",
+    ExitCode.NODE_BUDGET_SHORT: "the plan needs more nodes than the node budget",
+    ExitCode.CLUSTER_ERROR: "the Kubernetes cluster refused or failed",
+    ExitCode.BUDGET_BROKEN: "a latency or error budget is broken",
+    ExitCode.INTERRUPTED: "stopped by Ctrl-C or SIGTERM",
+}
+
+
+def exit_codes_help(*codes: ExitCode, ok: str | None = None) -> str:
+    """The `exit codes:` paragraph of a command's --help, from the one table."""
+    rows = [f"  {int(c):<4} {ok if (c is ExitCode.OK and ok) else MEANING[c]}" for c in codes]
+    return "\n".join(["exit codes (docs/exit-codes.md):", *rows])
+
+
 class InputError(Exception):
     """Bad input (a file, a field, an argument). The message is one line naming where and what was expected."""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gala.contract.atomic import write_json_atomic
-from gala.contract.errors import InputError
+from gala.contract.errors import ExitCode, InputError
 from gala.contract.results import Run, load_run
 from gala.gate.budgets import Budgets, check_against_run, load_budgets
 from gala.gate.junit import JUnitCase, write_junit
@@ -83,7 +83,7 @@ def run_notes(run: Run, base: Run | None = None) -> list[str]:
 def gate_run(run_dir: str | Path, budgets_path: str | Path, baseline_dir: str | Path | None = None,
              junit_path: str | Path | None = None, json_path: str | Path | None = None,
              out_dir: str | Path | None = None, allowed_regression: float | None = None) -> GateOutcome:
-    """Gate one results folder: exit_code 0 when every budget holds, 1 when one is broken.
+    """Gate one results folder: exit_code 0 when every budget holds, 99 (ExitCode.BUDGET_BROKEN) when one is broken.
 
     Bad input (a budgets file, a results folder, a link or phase the run does not have) raises
     InputError with one line naming the file and line; the CLI turns it into exit 2.
@@ -106,7 +106,8 @@ def gate_run(run_dir: str | Path, budgets_path: str | Path, baseline_dir: str | 
         title += (f"\nbaseline {base.run_id}: the median second's percentile regresses when more than "
                   f"{allowed:.0%} worse and beyond {budgets.baseline.noise_z:g} standard errors of noise")
     table = render_table(title, results, notes)
-    outcome = GateOutcome(exit_code=0 if all(r.passed for r in results) else 1, table=table,
+    passed = all(r.passed for r in results)
+    outcome = GateOutcome(exit_code=int(ExitCode.OK if passed else ExitCode.BUDGET_BROKEN), table=table,
                           results=results, notes=notes)
 
     if out_dir is not None:

@@ -1,7 +1,7 @@
 """Drive one swarm run on a cluster with the official `kubernetes` client: up, status, down.
 
 Every object a run creates carries the label `gala.run-id=<id>`; `down` deletes by that label.
-Cluster failures raise ClusterError (one line, exit 3) after cleaning up what `up` had created.
+Cluster failures raise ClusterError (one line, exit 4) after cleaning up what `up` had created.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from gala.contract.errors import ExitCode
 from loadtests.swarm.render import RUN_ID_LABEL, SwarmSpec, render
 
 REQUEST_TIMEOUT_S = 30  # per API call: a hung API server must not hang `gala swarm`
@@ -32,7 +33,7 @@ CREATE_ORDER = ["ServiceAccount", "NetworkPolicy", "ConfigMap", "Service", "Job"
 class ClusterError(Exception):
     """The cluster refused or failed: unreachable, forbidden, image not pulled, workers missing."""
 
-    exit_code = 3
+    exit_code = ExitCode.CLUSTER_ERROR
 
 
 Progress = Callable[[str], None]
