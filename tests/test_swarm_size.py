@@ -19,7 +19,7 @@ from loadtests.swarm.size import NIGHT_RPS, generator_cost, size_for, write_over
 
 def write_synthetic_run(parent: Path, run_id: str = "20260201-200000-feb1-a1b2c3", *, requests: int = 10_000,
                         generator_cpu_s: tuple[float, ...] = (6.0, 4.0), target_cpu_s: float = 50.0) -> Path:
-    """A finished results folder written through gala/results.py: `requests` in all, and generator
+    """A finished results folder written through gala/contract/results.py: `requests` in all, and generator
     processes whose cumulative cpu_s ends at the given values (the target's CPU must be ignored)."""
     folder = parent / run_id
     folder.mkdir(parents=True)

@@ -1,6 +1,6 @@
 """`gala swarm collect`: the master's results folder, read from its pod log, into results/<run-id>/.
 
-The master prints its folder as a bundle (k8s/bundle.py) after the run; reading the log needs only
+The master prints its folder as a bundle (loadtests/swarm/bundle.py) after the run; reading the log needs only
 `get pods/log`, no exec, and works although the pod's root filesystem is read-only. The folder
 lands as the master wrote it, with run.json's generator marked `kubernetes` and the swarm described.
 """

@@ -4,7 +4,7 @@
 goes straight to the pod log). While it runs, the new run folder's `locust.log` is followed onto
 stdout too (the runner writes Locust's log to that file; `gala swarm up` reads "N workers
 connected" from the pod log). After it ends, each new folder under `--out` is printed as a bundle
-(k8s/bundle.py), and the runner's exit code is this process's: the Job's pass/fail.
+(loadtests/swarm/bundle.py), and the runner's exit code is this process's: the Job's pass/fail.
 """
 
 from __future__ import annotations
