@@ -143,6 +143,12 @@ def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
         return f"expected a mapping, got {got!r}"
     if kind == "list_type":
         return f"expected a list, got {got!r}"
+    if kind == "string_pattern_mismatch":
+        return f"expected text matching {ctx.get('pattern')}, got {got!r}"
+    if kind in ("string_too_short", "string_too_long", "too_short", "too_long"):
+        return f"{err['msg'].removeprefix('Value error, ')[0].lower()}{err['msg'][1:]}, got {got!r}"
+    if kind == "string_type":
+        return f"expected text, got {got!r}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected')}, got {got!r}"
     msg = err["msg"].removeprefix("Input should be ")

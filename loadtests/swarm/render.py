@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from gala.contract.errors import InputError
 from gala.contract.loopback import is_loopback_host
+from gala.contract.yamlfile import describe_error
 
 # The kustomize files live in the checkout's k8s/ folder: one source of truth with `kubectl kustomize`.
 K8S_DIR = Path(__file__).resolve().parents[2] / "k8s"
@@ -105,7 +106,7 @@ def make_spec(**fields: Any) -> SwarmSpec:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else "swarm"
         field = _OPTION_OF.get(name, name.replace("_", "-"))
-        raise InputError(f"--{field}: {err['msg'].removeprefix('Value error, ')}") from None
+        raise InputError(f"--{field}: {describe_error(err, SwarmSpec)}") from None
 
 
 def swarm_scenario(text: str, source: str) -> str:
