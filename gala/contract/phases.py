@@ -8,7 +8,6 @@ started one; before any phase started, to the first. Equal starts: the later-lis
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -36,13 +35,6 @@ def owners(starts: Sequence[float | None], ends: Sequence[float | None], t) -> n
     """`owner` for each moment of an array."""
     t = np.atleast_1d(np.asarray(t, dtype=float))
     return np.fromiter((owner(starts, ends, x) for x in t), dtype=int, count=t.size)
-
-
-def running_owner(starts: Sequence[float], ends: Sequence[float], t: float) -> int | None:
-    """The owner at `t` among phases running at `t` only (None in a gap between phases)."""
-    i = owner(starts, ends, t)
-    s, e = starts[i], ends[i]
-    return i if s is not None and s <= t < (math.inf if e is None else e) else None
 
 
 class Timeline:
