@@ -34,3 +34,35 @@ def load_spec(path: str | Path | None = None) -> CapacitySpec:
     path = Path(path) if path is not None else DEFAULT_SPEC
     text = read_text(path, "capacity spec")
     return parse_spec(text, str(path))
+
+
+def spec_findings(spec: CapacitySpec, links: list[str], critical_links: list[str],
+                  phases: list[str]) -> tuple[list[str], list[str]]:
+    """Hold a spec against a scenario before any load: (faults that would stop the plan, notes).
+
+    Faults: planned `links` or `grab_only.phases` the scenario does not have (the plan would refuse
+    them after the run). Notes: budgets and priorities for links the scenario lacks (unused), and
+    planned links without a latency budget (sized on utilization alone).
+    """
+    faults, notes = [], []
+    known = ", ".join(links)
+    for i, link in enumerate(spec.links or []):
+        if link not in links:
+            faults.append(f"{spec.where('links', i)}: unknown link {link!r}; expected one of {known}")
+    for i, phase in enumerate(spec.grab_only.phases or []):
+        if phase not in phases:
+            faults.append(f"{spec.where('grab_only', 'phases', i)}: unknown phase {phase!r}; "
+                          f"expected one of {', '.join(phases)}")
+    unused = [link for link in [*spec.latency_budgets, *spec.priorities] if link not in links]
+    if unused:
+        notes.append(f"{spec.where('latency_budgets')}: budgets for {', '.join(dict.fromkeys(unused))} are not "
+                     f"used: the scenario has no such link ({known})")
+    planned = spec.links or critical_links
+    no_budget = [link for link in planned if link in links and link not in spec.latency_budgets]
+    if no_budget:
+        notes.append(f"{spec.where('latency_budgets')}: no latency budget for {', '.join(no_budget)}: sized on "
+                     "the utilization ceiling alone")
+    if spec.grab_only.link not in links and not spec.grab_only.declared:
+        notes.append(f"{spec.where('grab_only', 'link')}: the scenario has no {spec.grab_only.link!r} link; "
+                     "the what-if plans the first planned link alone instead")
+    return faults, notes

@@ -2,8 +2,10 @@
 
 Custom arguments: `--scenario FILE` (default: the packaged feb1.yaml), `--duration-scale X`, `--seed N`,
 `--gala-out DIR` (gala's per-phase, per-link files; without it none are written and Locust works as
-usual). The module exposes exactly one User class per user the scenario names, and one LoadTestShape
-that plays its phases. Locust builds the user classes before it parses arguments, so the scenario is
+usual), `--users-scale X` and `--ramp-rate R` (scale the users, set every ramp), `--metrics-port P`
+(Prometheus on 127.0.0.1); with Locust's `--otel`, gala's phase and link go to OpenTelemetry too.
+The module exposes exactly one User class per user the scenario names, and one LoadTestShape that
+plays its phases. Locust builds the user classes before it parses arguments, so the scenario is
 read at import from the command line (`--scenario`, `--duration-scale`, `--seed`) or the environment
 (`GALA_SCENARIO`, `GALA_DURATION_SCALE`, `GALA_SEED`); workers must be given the same ones.
 """
@@ -17,6 +19,8 @@ from locust import events
 
 from gala.contract.errors import InputError
 from loadtests.locust_plugin.classes import build_shape, build_user_classes, peek_arguments
+from loadtests.locust_plugin.metrics import serve_metrics
+from loadtests.locust_plugin.otel import instrument as instrument_otel
 from loadtests.locust_plugin.runtime import short_gc_pauses, sigterm_during_shape
 from loadtests.locust_plugin.shape import PhaseDispatcher, ScenarioShape
 from loadtests.locust_plugin.stats import GalaStats
@@ -29,7 +33,8 @@ os.environ.setdefault("LOCUST_WAIT_FOR_WORKERS_REPORT_AFTER_RAMP_UP", "0.2")
 
 try:
     _args = peek_arguments(sys.argv[1:])
-    SCENARIO = load_scenario(_args.scenario, duration_scale=_args.duration_scale, seed=_args.seed)
+    SCENARIO = load_scenario(_args.scenario, duration_scale=_args.duration_scale, seed=_args.seed,
+                             users_scale=_args.users_scale, spawn_rate=_args.ramp_rate)
     _user_classes = build_user_classes(SCENARIO, module=__name__)
 except InputError as exc:  # one clear line and exit 2, as gala's CLI does: no traceback from Locust's import
     print(f"locust: {exc}", file=sys.stderr)
@@ -46,6 +51,12 @@ def _add_arguments(parser) -> None:
     group.add_argument("--duration-scale", type=float, default=1.0, help="stretch (>1) or shrink (<1) every phase")
     group.add_argument("--seed", type=int, default=None, help="random seed (default: the scenario's)")
     group.add_argument("--gala-out", default=None, help="directory for gala's per-phase, per-link files (default: none)")
+    group.add_argument("--users-scale", type=float, default=None,
+                       help="multiply every phase's users by X (gala run -u; give workers the same)")
+    group.add_argument("--ramp-rate", type=float, default=None,
+                       help="every phase ramps at R users/s instead of its spawn_rate (gala run -r)")
+    group.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (local process or master)")
 
 
 @events.init.add_listener
@@ -61,4 +72,8 @@ def _on_init(environment, **_kw) -> None:
     ScenarioShape.on_phases = staticmethod(stats.on_phases)
     if opts is not None and opts.headless and not opts.worker and environment.shape_class is not None:
         sigterm_during_shape(environment)
+    if opts is not None and getattr(opts, "metrics_port", None) and not opts.worker:
+        serve_metrics(environment, stats, opts.metrics_port)
+    if opts is not None and getattr(opts, "otel", False):
+        instrument_otel(environment, stats)
     short_gc_pauses(environment)

@@ -181,12 +181,12 @@ def test_baseline_finds_the_slowed_link_and_nothing_between_two_clean_runs(runs,
 
     slow = gate_run(runs["slow"], budgets, baseline_dir=runs["clean"])
     regressed = {r.name for r in slow.results if r.status == "regressed"}
-    assert regressed == {f"{s} p({q}) vs baseline" for s in ("chat", "chat [chat]") for q in (95, 99)}
+    assert regressed == {f"{s} median per-second p{q}, against baseline" for s in ("chat", "chat [chat]") for q in (95, 99)}
     assert all(r.change_ratio > 1.0 and r.noise > 0 for r in slow.results if r.status == "regressed")
 
     better = gate_run(runs["clean"], budgets, baseline_dir=runs["slow"])
     assert {r.name for r in better.results if r.status == "improved"} == regressed
-    assert better.exit_code == 0 and "improved: chat p(95)" in better.table
+    assert better.exit_code == 0 and "improved: chat median per-second p95, against baseline" in better.table
 
 
 def test_allowed_regression_overrides_the_file(runs, budgets):

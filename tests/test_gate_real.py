@@ -122,7 +122,7 @@ def test_baseline_finds_the_injected_chat_latency(side_by_side, tmp_path):
     slow, clean = side_by_side["slow_chat"][0], side_by_side["clean_a"][0]
     proc, doc = gate(slow, tmp_path, "--baseline", str(clean))
     regressed = {r["name"] for r in doc["results"] if r["status"] == "regressed"}
-    assert regressed == {f"{s} p({q}) vs baseline" for s in ("chat", "chat [chat]") for q in (95, 99)}, proc.stdout
+    assert regressed == {f"{s} median per-second p{q}, against baseline" for s in ("chat", "chat [chat]") for q in (95, 99)}, proc.stdout
     # and the other way round, the same lines are improvements, and nothing breaks
     proc, doc = gate(clean, tmp_path, "--baseline", str(slow))
     assert {r["name"] for r in doc["results"] if r["status"] == "improved"} == regressed, proc.stdout

@@ -7,12 +7,10 @@ Nothing here does I/O: `capacity_model.spec` reads the YAML. One place, three fi
 `spec.py` (the capacity spec), `measurements.py` (the model's input), `plan.py` (its results).
 """
 
+import importlib
+
 from capacity_model.contracts.base import (BASELINE, PERCENTILE_COLUMNS, Method, Source, finite_or_none,
                                            percentile_column)
-from capacity_model.contracts.measurements import Measurements
-from capacity_model.contracts.plan import (Allocation, DemandFit, LinkAllocation, LinkHold, LinkSizing,
-                                           NodeQuantiles, PeakMix, PhaseLoad, Plan, ServiceSizing, Uncertainty,
-                                           USLFit, WhatIf)
 from capacity_model.contracts.spec import (Assumption, CapacitySpec, GrabOnlySpec, LatencyBudget, MixSpec, NodeSpec,
                                            PeakSpec, RedundancySpec, UncertaintySpec)
 
@@ -22,3 +20,17 @@ __all__ = [
     "Plan", "ServiceSizing", "Uncertainty", "USLFit", "WhatIf", "Assumption", "CapacitySpec", "GrabOnlySpec",
     "LatencyBudget", "MixSpec", "NodeSpec", "PeakSpec", "RedundancySpec", "UncertaintySpec",
 ]
+
+# The measurements and the plan hold pandas frames: imported on first use, so that reading a spec
+# (`gala check`, `gala run`'s checks before any load) does not pay for pandas.
+_LAZY = {"Measurements": "measurements", **{name: "plan" for name in (
+    "Allocation", "DemandFit", "LinkAllocation", "LinkHold", "LinkSizing", "NodeQuantiles", "PeakMix", "PhaseLoad",
+    "Plan", "ServiceSizing", "Uncertainty", "USLFit", "WhatIf")}}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"capacity_model.contracts.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,9 @@ def register(sub) -> None:
                         "file's baseline.allowed_regression, else 0.1 = 10%%)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML here (one testcase per budget)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON here")
-    p.add_argument("--out", metavar="DIR", help="also write gate.json and junit.xml into DIR")
+    p.add_argument("--summary", metavar="FILE",
+                   help="write a Markdown summary here (it is also appended to $GITHUB_STEP_SUMMARY when set)")
+    p.add_argument("--out", metavar="DIR", help="also write gate.json, junit.xml and summary.md into DIR")
     p.set_defaults(func=_run)
 
 
@@ -56,6 +58,7 @@ def _run(args) -> int:
     from gala.gate.verdict import gate_run  # lazily: pandas stays out of `gala --help`
 
     outcome = gate_run(args.results_dir, args.budgets, baseline_dir=args.baseline, junit_path=args.junit,
-                       json_path=args.json, out_dir=args.out, allowed_regression=args.allowed_regression)
+                       json_path=args.json, out_dir=args.out, allowed_regression=args.allowed_regression,
+                       summary_path=args.summary)
     print(outcome.table)
     return outcome.exit_code

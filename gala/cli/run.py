@@ -4,10 +4,11 @@ and, with --budgets, the gate. Thin: the work is in loadtests.orchestrator.runne
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from gala.contract.errors import ExitCode, exit_codes_help
+from gala.contract.errors import ExitCode, InputError, exit_codes_help
 
 EPILOG = """\
 examples:
@@ -18,6 +19,15 @@ examples:
   gala run --workers 2                       a Locust master and 2 worker processes on this machine
   gala run --budgets budgets.yaml --abort-on-fail
                                              CI: the gate's exit code; stop early once a budget is broken
+  gala run --web-ui                          watch in Locust's web UI on http://127.0.0.1:8089
+  gala run --metrics-port 9646 --otel        Prometheus on 127.0.0.1:9646, OpenTelemetry from OTEL_* variables
+  gala run -u 100 -t 1m                      the busiest moment scaled to 100 users; stop after a minute
+
+Locust's options: -t/--run-time caps the run as in Locust. -u/--users N scales every phase's users by
+the same factor so that the busiest moment runs N users (each class keeps its share and each user its
+pace, so every intended rate scales by that factor too); -r/--spawn-rate R makes every phase ramp at R
+users/s. The scenario file stays the source of truth: `gala check FILE -u N` shows the scaled plan.
+Before anything starts, gala run makes every check `gala check` makes (a fault: exit 2, nothing run).
 
 """ + exit_codes_help(ExitCode.OK, ExitCode.RUN_FAILED, ExitCode.BAD_INPUT, ExitCode.NODE_BUDGET_SHORT,
                     ExitCode.BUDGET_BROKEN, ExitCode.INTERRUPTED,
@@ -54,6 +64,22 @@ def register(sub) -> None:
     t.add_argument("--target-config", type=Path, metavar="FILE", help="configuration for the built-in target")
     t.add_argument("--inject", action="append", default=[], metavar="LINK:KIND=VALUE",
                    help="a fault for the built-in target: LINK:latency=MS, LINK:errors=RATIO or LINK:stall=S; repeatable")
+    lh = p.add_argument_group("Locust's habits")
+    lh.add_argument("-t", "--run-time", type=timespan, metavar="TIME",
+                    help="stop the run after TIME (e.g. 30s, 2m, 1h30m), as Locust does (default: the scenario's end)")
+    lh.add_argument("-u", "--users", type=int, metavar="N",
+                    help="scale every phase's users so that the busiest moment runs N users (see below)")
+    lh.add_argument("-r", "--spawn-rate", type=float, metavar="R",
+                    help="every phase ramps its users at R per second (default: each phase's spawn_rate)")
+    w = p.add_argument_group("watch it live")
+    w.add_argument("--web-ui", nargs="?", type=int, const=8089, metavar="PORT",
+                   help="Locust's web UI on http://127.0.0.1:PORT (default 8089), driven by the scenario's shape")
+    w.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics from the generator "
+                        "(examples/grafana/gala-dashboard.json reads them)")
+    w.add_argument("--otel", action="store_true",
+                   help="Locust's OpenTelemetry (configured by the OTEL_* variables), with gala's phase and link "
+                        "as attributes; needs pip install 'gala[otel]'")
     l = p.add_argument_group("generator")
     l.add_argument("--workers", type=int, default=0, metavar="N",
                    help="run a Locust master and N worker processes on this machine (default 0: one process)")
@@ -77,16 +103,29 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _budgets_for(budgets_path: Path, scenario_path: Path):
-    """Load the budgets and hold them against the scenario before any load: a budget on a link or
-    phase the scenario lacks is an input error now, not after the rehearsal."""
-    from gala.gate.budgets import check_against_run, load_budgets
-    from loadtests.scenario import load_scenario
+def timespan(text: str) -> float:
+    """Locust's time format: 90, 90s, 2m, 1h30m, 1h2m3s -> seconds."""
+    m = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text or "")
+    if not text or not m or not any(m.groups()):
+        raise argparse.ArgumentTypeError(f"expected a time like 30s, 2m or 1h30m, got {text!r}")
+    h, mi, sec = m.groups()
+    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(sec or 0)
 
-    scenario = load_scenario(scenario_path)
-    budgets = load_budgets(budgets_path)
-    check_against_run(budgets, list(scenario.links), [p.name for p in scenario.phases])
-    return budgets
+
+def check_or_refuse(args, scenario: Path) -> float | None:
+    """Every check `gala check` makes, before anything starts: faults are printed and refused (exit 2).
+    Returns the users scale of -u."""
+    from gala.cli.check import check_inputs, users_scale_for
+
+    scale = users_scale_for(scenario, args.users) if args.users is not None else None
+    report = check_inputs(scenario, args.budgets, args.spec, duration_scale=args.duration_scale,
+                          users_scale=scale, spec=not args.no_plan)
+    if report.faults:
+        for fault in report.faults[1:]:
+            print(f"gala: {fault}", file=sys.stderr)
+        more = f" (and {len(report.faults) - 1} more above)" if len(report.faults) > 1 else ""
+        raise InputError(report.faults[0] + more)
+    return scale
 
 
 def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
@@ -107,7 +146,6 @@ def _gate(run_dir: Path, budgets: Path) -> int:
 
 
 def main(args) -> int:
-    from gala.contract.errors import InputError
     from loadtests.orchestrator.options import RunOptions
     from loadtests.orchestrator.runner import run
     from loadtests.scenario import DEFAULT_SCENARIO
@@ -122,17 +160,15 @@ def main(args) -> int:
         raise InputError(f"--budgets {args.budgets}: no such file")
     if args.fail_on_short and args.no_plan:
         raise InputError("--fail-on-short: needs the plan (drop --no-plan)")
-    if not args.no_plan:
-        from capacity_model.spec import load_spec
-
-        load_spec(args.spec)  # a bad spec is bad input now, not after the rehearsal
+    # a bad scenario, budget or spec is bad input now, not after the rehearsal
+    scale = check_or_refuse(args, args.scenario or DEFAULT_SCENARIO)
     check = None
-    if args.budgets is not None:
-        budgets = _budgets_for(args.budgets, args.scenario or DEFAULT_SCENARIO)
-        if args.abort_on_fail:
-            from gala.gate.abort import abort_check
+    if args.budgets is not None and args.abort_on_fail:
+        from gala.gate.abort import abort_check
+        from gala.gate.budgets import load_budgets
 
-            check = lambda live: abort_check(budgets, live)  # noqa: E731
+        budgets = load_budgets(args.budgets)
+        check = lambda live: abort_check(budgets, live)  # noqa: E731
     outcome = run(RunOptions(
         scenario=args.scenario or DEFAULT_SCENARIO, host=args.host, target_pids=args.target_pid,
         target_nodes=args.target_nodes, target_cores_per_node=args.target_cores_per_node,
@@ -140,7 +176,8 @@ def main(args) -> int:
         workers=args.workers, remote_workers=args.remote_workers, master_bind_port=args.master_bind_port,
         workers_wait_s=args.workers_wait,
         target_config=args.target_config, inject=args.inject, abort_check=check, quiet=args.quiet,
-        command=["gala", *sys.argv[1:]],
+        command=["gala", *sys.argv[1:]], users_scale=scale, spawn_rate=args.spawn_rate,
+        run_time_s=args.run_time, metrics_port=args.metrics_port, otel=args.otel, web_port=args.web_ui,
     ))
     if outcome.exit_code == ExitCode.INTERRUPTED or outcome.info.status == "failed":
         return outcome.exit_code

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from gala.contract.errors import InputError
-from gala.contract.yamlfile import field_path, line_of, load_marked, validate_marked
+from gala.contract.yamlfile import field_path, line_of, load_marked, validation_faults
 
 # Metric names as k6 spells them; `rate` is the error ratio, `achieved` the achieved/intended rate ratio.
 CEILING_METRICS = ("p", "med", "avg", "max", "rate")
@@ -193,18 +193,35 @@ class Budgets:
         return list(dict.fromkeys(b.link for b in self.lines))
 
 
+def read_budgets(path: str | Path) -> tuple[Budgets | None, list[str]]:
+    """Read and validate a budgets file: (the budgets, []) or (None, every fault found, one line each)."""
+    path = Path(path)
+    try:
+        data, lines = load_marked(path, "budgets")
+    except InputError as exc:
+        return None, [str(exc)]
+    if data is None:
+        return None, [f"{path}:1: (top level): expected a mapping with `links:`, the file is empty"]
+    if not isinstance(data, dict):
+        return None, [f"{path}:1: (top level): expected a mapping with `links:`"]
+    parsed, faults = validation_faults(BudgetsFile, data, lines, str(path))
+    if faults:
+        return None, faults
+    if not parsed.links:
+        return None, [f"{path}:{line_of(lines, ('links',))}: links: expected at least one link with a budget"]
+    try:
+        return Budgets(path=path, lines=_budget_lines(parsed, path, lines), baseline=parsed.baseline,
+                       abort=parsed.abort), []
+    except InputError as exc:
+        return None, [str(exc)]
+
+
 def load_budgets(path: str | Path) -> Budgets:
     """Read and validate a budgets file; raise InputError `FILE:LINE: field: expected …` on the first fault."""
-    path = Path(path)
-    data, lines = load_marked(path, "budgets")
-    if data is None:
-        raise InputError(f"{path}:1: (top level): expected a mapping with `links:`, the file is empty")
-    if not isinstance(data, dict):
-        raise InputError(f"{path}:1: (top level): expected a mapping with `links:`")
-    parsed = validate_marked(BudgetsFile, data, lines, str(path))
-    if not parsed.links:
-        raise InputError(f"{path}:{line_of(lines, ('links',))}: links: expected at least one link with a budget")
-    return Budgets(path=path, lines=_budget_lines(parsed, path, lines), baseline=parsed.baseline, abort=parsed.abort)
+    budgets, faults = read_budgets(path)
+    if faults:
+        raise InputError(faults[0])
+    return budgets
 
 
 def _scope_lines(scope: ScopeBudget, prefix: tuple, link: str, phase: str | None,
@@ -237,17 +254,31 @@ def _budget_lines(parsed: BudgetsFile, path: Path, lines: dict[tuple, int]) -> l
     return out
 
 
+def budget_faults(budgets: Budgets, links: list[str], phases: list[str],
+                  intended: dict[str, set[str]] | None = None) -> list[str]:
+    """Every budget on a link or phase the run (or scenario) does not have, one line each naming the
+    file and line; with `intended` (phase -> links the scenario intends a rate for), also every
+    achieved-ratio budget that nothing intends, so it could never be measured."""
+    known_links = set(links) | {"_all"}
+    out: list[str] = []
+    for b in budgets.lines:
+        if b.link not in known_links:
+            out.append(f"{budgets.path}:{b.link_line}: links.{b.link}: unknown link; expected one of {', '.join(links)}")
+        elif b.phase is not None and b.phase not in phases:
+            out.append(f"{budgets.path}:{b.phase_line}: links.{b.link}.phases.{b.phase}: unknown phase; "
+                       f"expected one of {', '.join(phases)}")
+        elif intended is not None and b.expr.metric == "achieved" and not any(
+                b.link in ls for ph, ls in intended.items() if b.phase in (None, ph)):
+            out.append(f"{b.source}: {b.field}: the scenario intends no rate for {b.scope} (no user's "
+                       "link_shares or requests name it there), so an achieved ratio cannot be measured")
+    return list(dict.fromkeys(out))
+
+
 def check_against_run(budgets: Budgets, links: list[str], phases: list[str]) -> None:
     """Refuse (InputError naming the file and line) a budget on a link or phase the run does not have.
 
     `gala run --budgets` can call this before the run, with the scenario's links and phases.
     """
-    known_links = set(links) | {"_all"}
-    for b in budgets.lines:
-        if b.link not in known_links:
-            raise InputError(f"{budgets.path}:{b.link_line}: links.{b.link}: unknown link; "
-                             f"expected one of {', '.join(links)}")
-        if b.phase is not None and b.phase not in phases:
-            raise InputError(f"{budgets.path}:{b.phase_line}: links.{b.link}.phases.{b.phase}: unknown phase; "
-                             f"expected one of {', '.join(phases)}")
-
+    faults = budget_faults(budgets, links, phases)
+    if faults:
+        raise InputError(faults[0])

@@ -94,13 +94,14 @@ def compare_with_baseline(run: Run, base: Run, budgets: Budgets, allowed_regress
     for link, phase in dict.fromkeys((b.link, b.phase) for b in budgets.lines):
         scope = link if phase is None else f"{link} [{phase}]"
         for column in policy.metrics:
-            label = f"p({column[1:-3]})"
+            # not the run's p95: the median of its per-second p95s, said plainly (a row, a JUnit case)
+            label = f"median per-second p{column[1:-3]}"
             series = [per_second_percentiles(r, link, phase, column) for r in (run, base)]
             if not np.isfinite(series[1][0]).any():
                 raise InputError(f"{base.path}: the baseline run has no requests on {scope}; "
                                  "compare runs of the same scenario")
             cur, prev = (float(np.nanmedian(x)) if np.isfinite(x).any() else None for x, _ in series)
-            common = dict(kind="baseline", name=f"{scope} {label} vs baseline", link=link, phase=phase,
+            common = dict(kind="baseline", name=f"{scope} {label}, against baseline", link=link, phase=phase,
                           metric=label, unit="ms", measured=cur, baseline=prev,
                           threshold=prev * (1 + allowed_regression))
             if cur is None:

@@ -16,6 +16,7 @@ from gala.gate.budgets import Budgets, check_against_run, load_budgets
 from gala.gate.junit import JUnitCase, write_junit
 from gala.gate.measure import GateResult, evaluate, format_value, measure
 from gala.gate.noise import compare_with_baseline
+from gala.gate.summary import summary_markdown, write_summary
 
 @dataclass
 class GateOutcome:
@@ -82,12 +83,14 @@ def run_notes(run: Run, base: Run | None = None) -> list[str]:
 
 def gate_run(run_dir: str | Path, budgets_path: str | Path, baseline_dir: str | Path | None = None,
              junit_path: str | Path | None = None, json_path: str | Path | None = None,
-             out_dir: str | Path | None = None, allowed_regression: float | None = None) -> GateOutcome:
+             out_dir: str | Path | None = None, allowed_regression: float | None = None,
+             summary_path: str | Path | None = None) -> GateOutcome:
     """Gate one results folder: exit_code 0 when every budget holds, 99 (ExitCode.BUDGET_BROKEN) when one is broken.
 
     Bad input (a budgets file, a results folder, a link or phase the run does not have) raises
     InputError with one line naming the file and line; the CLI turns it into exit 2.
-    `out_dir` writes gate.json and junit.xml there (the results folder's `gate/`).
+    `out_dir` writes gate.json, junit.xml and summary.md there (the results folder's `gate/`); the
+    Markdown summary also goes to `summary_path` and, when set, to $GITHUB_STEP_SUMMARY.
     """
     budgets = load_budgets(budgets_path)
     run = load_run(run_dir)
@@ -115,9 +118,12 @@ def gate_run(run_dir: str | Path, budgets_path: str | Path, baseline_dir: str | 
         out.mkdir(parents=True, exist_ok=True)
         json_path = json_path or out / "gate.json"
         junit_path = junit_path or out / "junit.xml"
+        summary_path = summary_path or out / "summary.md"
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(json_path), gate_json(outcome, run, budgets, base, allowed))
+    write_summary(summary_markdown(run.run_id, str(budgets.path), results, notes, base.run_id if base else None),
+                  summary_path)
     if junit_path is not None:
         write_junit(junit_path, f"gala gate: {run.run_id}", junit_cases(results),
                     properties={"run": str(run.path), "run_id": run.run_id, "budgets": str(budgets.path),

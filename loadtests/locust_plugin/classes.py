@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
+
+from locust import User
 
 from gala.contract.errors import InputError
+from gala.contract.yamlfile import line_of
 from loadtests.locust_plugin.shape import ScenarioShape
-from loadtests.locust_plugin.users.base import ScenarioUser
+from loadtests.locust_plugin.users.base import PacedPlainUser, ScenarioUser
 from loadtests.locust_plugin.users.http import DeclarativeUser
 from loadtests.locust_plugin.users.pacing import paced
 from loadtests.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
+from loadtests.scenario.load import feeder_path, read_feeder
 
 
 def peek_arguments(argv: list[str]) -> argparse.Namespace:
@@ -29,25 +34,33 @@ def peek_arguments(argv: list[str]) -> argparse.Namespace:
     peek.add_argument("--scenario", default=os.environ.get("GALA_SCENARIO") or str(DEFAULT_SCENARIO))
     peek.add_argument("--duration-scale", type=float, default=scale)
     peek.add_argument("--seed", type=int, default=seed)
+    peek.add_argument("--users-scale", type=float, default=None)
+    peek.add_argument("--ramp-rate", type=float, default=None)
     return peek.parse_known_args(argv)[0]
 
 
-def _user_base(scenario: Scenario, name: str) -> type[ScenarioUser]:
+def _user_bases(scenario: Scenario, name: str) -> tuple[type, ...]:
+    """The bases of a scenario user's class: gala's own, or a plain Locust class with gala's pacing first."""
     spec = scenario.users[name]
     if spec.requests is not None:
-        return DeclarativeUser
+        return (DeclarativeUser,)
     module_name, _, class_name = spec.class_path.partition(":")
+    where = f"{scenario.source_path}:{line_of(scenario.lines, ('users', name, 'class_path'))}: users.{name}.class_path"
+    if scenario.source_path is not None and str(scenario.source_path.parent) not in sys.path:
+        sys.path.append(str(scenario.source_path.parent))  # a locustfile beside the scenario imports by its name
     try:
         base = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise ScenarioError(f"{scenario.source_path}: users.{name}.class_path: cannot import {spec.class_path} ({exc})") from None
-    if not (isinstance(base, type) and issubclass(base, ScenarioUser)):
-        raise ScenarioError(f"{scenario.source_path}: users.{name}.class_path: {spec.class_path} is not a "
-                            "loadtests.locust_plugin.users.base.ScenarioUser subclass")
-    return base
+        raise ScenarioError(f"{where}: cannot import {spec.class_path} ({exc})") from None
+    if isinstance(base, type) and issubclass(base, ScenarioUser):
+        return (base,)
+    if isinstance(base, type) and issubclass(base, User):
+        return (PacedPlainUser, base)
+    raise ScenarioError(f"{where}: {spec.class_path} is not a Locust User class (HttpUser, FastHttpUser, or "
+                        "gala's loadtests.locust_plugin.users.base.ScenarioUser)")
 
 
-def build_user_classes(scenario: Scenario, module: str = __name__) -> dict[str, type[ScenarioUser]]:
+def build_user_classes(scenario: Scenario, module: str = __name__) -> dict[str, type[User]]:
     """One concrete Locust User class per scenario user, named as the scenario names it."""
     host = None if scenario.target.builtin else scenario.target.url
     arrival = any(p.arrival_rps for p in scenario.phases)
@@ -55,11 +68,16 @@ def build_user_classes(scenario: Scenario, module: str = __name__) -> dict[str, 
     for name, spec in scenario.users.items():
         attrs = {"abstract": False, "spec": spec, "scenario_seed": scenario.seed, "fixed_count": 0,
                  "__module__": module, "__doc__": f"Scenario user {name!r} ({spec.class_path or 'declarative'})."}
+        bases = _user_bases(scenario, name)
         if host:
             attrs["host"] = host
         if arrival:  # arrival-rate phases set each class's pace from the phase running now
             attrs["wait_time"] = paced(_rate_fn(scenario, name))
-        classes[name] = type(name, (_user_base(scenario, name),), attrs)
+        elif bases[0] is PacedPlainUser:  # a plain Locust class's own wait_time gives way to the scenario's pace
+            attrs["wait_time"] = paced()
+        if spec.feeder is not None:
+            attrs["feeder_rows"] = read_feeder(feeder_path(scenario, name))
+        classes[name] = type(name, bases, attrs)
     return classes
 
 

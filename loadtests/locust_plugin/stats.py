@@ -45,11 +45,14 @@ class GalaStats:
         self.plans = {p.name: p for p in scenario.planned_phases()}
         self.phase_link: dict = {}    # (phase, link) -> LatencyStats (totals on master/local, pending on a worker)
         self.second_link: dict = {}   # (t_s, link) -> LatencyStats
+        self._links: dict[str, str] = {}  # request name -> link (Scenario.link_of, cached)
         self.stopped_by: str | None = None
         self.stop_t_s: float | None = None
         self._local_epoch0 = time.time()
         self._live: gevent.Greenlet | None = None
         self._quitting = False
+        # called as observer(phase, link, name, response_time_ms, exception) for every request (OpenTelemetry)
+        self.observers: list = []
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)
         ev = environment.events
@@ -82,12 +85,16 @@ class GalaStats:
                    start_time=None, **_kw) -> None:
         epoch0 = self.timeline.epoch0 or self._local_epoch0
         t = (start_time if start_time is not None else time.time() - response_time / 1000.0) - epoch0
-        link = name.split(":", 1)[0]
+        link = self._links.get(name) or self._links.setdefault(name, self.scenario.link_of(name))
         failed = exception is not None
         rt = response_time or 0.0
-        key = (self.timeline.owner(t), link)
+        phase = self.timeline.owner(t)
+        key = (phase, link)
         cell = self.phase_link.get(key) or self.phase_link.setdefault(key, LatencyStats())
         cell.add(rt, failed)
+        if self.observers:
+            for observe in self.observers:
+                observe(phase, link, name, rt, exception)
         key = (max(0, int(t)), link)
         cell = self.second_link.get(key) or self.second_link.setdefault(key, LatencyStats())
         cell.add(rt, failed)
@@ -177,11 +184,15 @@ class GalaStats:
             except Exception:  # a live view must never stop a run
                 log.exception("gala: could not write live.json")
 
+    def live_second(self) -> int:
+        """The last second whose counts are complete (a master waits for the workers' reports)."""
+        lag = WORKER_REPORT_LAG_S if isinstance(self.env.runner, MasterRunner) else 1
+        return int(self.now_s()) - lag
+
     def live(self) -> dict[str, Any]:
         t = self.now_s()
         runner = self.env.runner
-        lag = WORKER_REPORT_LAG_S if isinstance(runner, MasterRunner) else 1
-        last_second = int(t) - lag
+        last_second = self.live_second()
         phase = self.timeline.owner(t) if any(se[0] is not None for se in self.timeline.times.values()) else None
         links: dict[str, LatencyStats] = {}
         phase_links: dict[str, LatencyStats] = {}

@@ -17,6 +17,8 @@ LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfile.py"
 # how long a master waits for its workers before giving up: local processes start in seconds,
 # pods may first pull an image
 WORKERS_CONNECT_WAIT_S = {"local": 60, "remote": 300}
+# with --web-ui, the UI stays up this long after the shape ends (the final figures), then Locust quits
+WEB_UI_LINGER_S = 10
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class GeneratorPlan:
     remote_workers: int = 0
     master_bind_port: int | None = None
     workers_wait_s: int | None = None  # None: WORKERS_CONNECT_WAIT_S by where the workers are
+    users_scale: float | None = None   # gala run -u: every phase's users multiplied
+    ramp_rate: float | None = None     # gala run -r: every phase's spawn rate
+    metrics_port: int | None = None    # Prometheus on 127.0.0.1 (the main process)
+    otel: bool = False                 # Locust's --otel, with gala's phase and link
+    web_port: int | None = None        # Locust's web UI on 127.0.0.1, the shape started at once
 
     @property
     def connect_wait_s(self) -> int:
@@ -51,27 +58,41 @@ def locust_argv(*, scenario: Path, host: str | None = None, duration_scale: floa
                 headless: bool = True, run_time_s: int | None = None, master: bool = False,
                 expect_workers: int = 0, workers_wait_s: int | None = None, master_port: int | None = None,
                 master_bind_host: str | None = None, worker: bool = False, master_host: str = "127.0.0.1",
-                locustfile: Path | str = LOCUSTFILE, extra: Sequence[str] = ()) -> list[str]:
+                locustfile: Path | str = LOCUSTFILE, users_scale: float | None = None, ramp_rate: float | None = None,
+                metrics_port: int | None = None, otel: bool = False, web_port: int | None = None,
+                extra: Sequence[str] = ()) -> list[str]:
     """The one builder of Locust's command line for gala's locustfile: `gala run`'s processes, the
     tests and the benchmarks. `out` makes it the writing process (gala's files, Locust's CSVs and
-    HTML report, its log); a worker writes nothing but its log."""
+    HTML report, its log); a worker writes nothing but its log. `web_port`: Locust's web UI on
+    127.0.0.1 instead of headless, the shape started at once and Locust quitting WEB_UI_LINGER_S after it."""
     argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--scenario", str(scenario)]
     if duration_scale is not None:
         argv += ["--duration-scale", repr(duration_scale)]
     if seed is not None:
         argv += ["--seed", str(seed)]
+    if users_scale is not None:
+        argv += ["--users-scale", repr(users_scale)]
+    if ramp_rate is not None:
+        argv += ["--ramp-rate", repr(ramp_rate)]
+    if otel:
+        argv += ["--otel"]
     if host is not None:
         argv += ["--host", host]
     if worker:
         argv += ["--worker", "--master-host", master_host]
         if master_port is not None:
             argv += ["--master-port", str(master_port)]
+    elif web_port is not None:
+        argv += ["--web-host", "127.0.0.1", "--web-port", str(web_port), "--autostart",
+                 "--autoquit", str(WEB_UI_LINGER_S), "--exit-code-on-error", "0"]
     elif headless:
         argv += ["--headless", "--only-summary",
                  # failed requests are results, not a failed run: keep exit codes for real breakage
                  "--exit-code-on-error", "0"]
     if out is not None and not worker:
         argv += ["--gala-out", str(out), "--csv", str(out / "locust"), "--html", str(out / "locust_report.html")]
+    if metrics_port is not None and not worker:
+        argv += ["--metrics-port", str(metrics_port)]
     if logfile is not None:
         argv += ["--logfile", str(logfile)]
     if run_time_s is not None:
@@ -94,13 +115,16 @@ def main_argv(plan: GeneratorPlan, master_port: int | None) -> list[str]:
     return locust_argv(scenario=plan.scenario, host=plan.host, duration_scale=plan.duration_scale, seed=plan.seed,
                        out=plan.run_dir, logfile=plan.run_dir / "locust.log", run_time_s=plan.run_time_s,
                        master=bool(expect), expect_workers=expect, workers_wait_s=plan.connect_wait_s,
-                       master_port=master_port, master_bind_host="127.0.0.1" if plan.workers else None)
+                       master_port=master_port, master_bind_host="127.0.0.1" if plan.workers else None,
+                       users_scale=plan.users_scale, ramp_rate=plan.ramp_rate, metrics_port=plan.metrics_port,
+                       otel=plan.otel, web_port=plan.web_port)
 
 
 def worker_argv(plan: GeneratorPlan, index: int, master_port: int) -> list[str]:
     # workers get the scenario too (their users need it) but no --gala-out: only the master writes
     return locust_argv(scenario=plan.scenario, host=plan.host, duration_scale=plan.duration_scale, seed=plan.seed,
-                       worker=True, master_port=master_port,
+                       worker=True, master_port=master_port, users_scale=plan.users_scale,
+                       ramp_rate=plan.ramp_rate, otel=plan.otel,
                        logfile=plan.run_dir / f"locust-worker-{index}.log")
 
 

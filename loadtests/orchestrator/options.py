@@ -3,6 +3,8 @@ options that must fail as bad input (exit 2) before any folder or process exists
 
 from __future__ import annotations
 
+import importlib.util
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +35,12 @@ class RunOptions:
     abort_check: Callable[[dict], str | None] | None = None  # once a second, on live.json
     quiet: bool = False
     command: list[str] = field(default_factory=list)
+    users_scale: float | None = None     # -u: every phase's users multiplied (gala.cli.check.users_scale_for)
+    spawn_rate: float | None = None      # -r: every phase's ramp, users/s
+    run_time_s: float | None = None      # -t: the run stops here, like Locust's --run-time
+    metrics_port: int | None = None      # Prometheus on 127.0.0.1:PORT from the generator
+    otel: bool = False                   # Locust's --otel, with gala's phase and link
+    web_port: int | None = None          # Locust's web UI on 127.0.0.1:PORT, driven by the shape
 
 
 @dataclass
@@ -66,6 +74,16 @@ def check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
     for pid in opts.target_pids:
         if not psutil.pid_exists(pid):
             raise InputError(f"--target-pid {pid}: no such process")
+    if opts.run_time_s is not None and not opts.run_time_s > 0:
+        raise InputError(f"-t/--run-time: expected a time > 0 (e.g. 30s, 2m, 1h30m), got {opts.run_time_s:g} s")
+    for option, port in (("--metrics-port", opts.metrics_port), ("--web-ui", opts.web_port)):
+        if port is not None:
+            require_free_port(option, port)
+    if opts.metrics_port is not None and opts.metrics_port == opts.web_port:
+        raise InputError("--metrics-port and --web-ui: expected two different ports")
+    if opts.otel and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise InputError("--otel: the OpenTelemetry SDK is not installed; pip install 'gala[otel]' "
+                         "(or opentelemetry-sdk and an exporter)")
     url = opts.host or (None if sc.target.builtin else sc.target.url)
     if url is not None:
         require_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
@@ -78,3 +96,14 @@ def check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
 
         merge_faults(load_config(builtin_config(opts, sc)).faults, [*sc.target.inject, *opts.inject])
     return url, url is None
+
+
+def require_free_port(option: str, port: int) -> None:
+    """A port gala will serve on (127.0.0.1 only): in range and free now, else bad input."""
+    if not 1 <= port <= 65535:
+        raise InputError(f"{option} {port}: expected a port in 1..65535")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise InputError(f"{option} {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})") from None

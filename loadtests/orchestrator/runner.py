@@ -38,7 +38,8 @@ class Runner:
 
     def __init__(self, opts: RunOptions):
         self.opts = opts
-        self.sc = load_scenario(opts.scenario, duration_scale=opts.duration_scale, seed=opts.seed)
+        self.sc = load_scenario(opts.scenario, duration_scale=opts.duration_scale, seed=opts.seed,
+                                users_scale=opts.users_scale, spawn_rate=opts.spawn_rate)
         self.url, self.builtin = check_options(opts, self.sc)
         self.planned = self.sc.planned_phases()
         self.printer = LivePrinter(quiet=opts.quiet)
@@ -107,22 +108,33 @@ class Runner:
                 pass  # gone already: its exit is noted with the others'
 
     def _start_generator(self) -> None:
+        o = self.opts
         margin = max(30.0, 0.2 * self.sc.total_duration_s)
+        # -t caps the run as Locust's --run-time does (the shape stops there); otherwise it is a safety bound
+        planned = self.sc.total_duration_s if o.run_time_s is None else min(self.sc.total_duration_s, o.run_time_s)
         self.plan = gen.GeneratorPlan(
             scenario=self.sc.source_path, host=self.url, run_dir=self.run_dir,
-            duration_scale=self.opts.duration_scale, seed=self.sc.seed,
-            run_time_s=math.ceil(self.sc.total_duration_s + margin),
-            workers=self.opts.workers, remote_workers=self.opts.remote_workers,
-            master_bind_port=self.opts.master_bind_port, workers_wait_s=self.opts.workers_wait_s,
+            duration_scale=o.duration_scale, seed=self.sc.seed,
+            run_time_s=math.ceil(self.sc.total_duration_s + margin) if o.run_time_s is None else math.ceil(planned),
+            workers=o.workers, remote_workers=o.remote_workers,
+            master_bind_port=o.master_bind_port, workers_wait_s=o.workers_wait_s,
+            users_scale=o.users_scale, ramp_rate=o.spawn_rate, metrics_port=o.metrics_port, otel=o.otel,
+            web_port=o.web_port,
         )
         self.launched_at = time.time()
         wait = self.plan.connect_wait_s if self.plan.mode == "distributed" else 0
-        self.deadline = self.launched_at + wait + self.sc.total_duration_s + margin
+        linger = gen.WEB_UI_LINGER_S if o.web_port is not None else 0
+        self.deadline = self.launched_at + wait + planned + linger + margin
         self.main, self.workers = gen.start(self.plan)
         self.children += [self.main, *self.workers]
         for child in [self.main, *self.workers]:
             self.sampler.watch(child.pid, "generator")
         self.sampler.start()  # after every spawn: forking beside a running thread is not safe
+        if o.web_port is not None:
+            self.printer.say(f"gala run: Locust's web UI on http://127.0.0.1:{o.web_port} (driven by the "
+                             f"scenario's shape; it stays up {gen.WEB_UI_LINGER_S} s after the last phase)")
+        if o.metrics_port is not None:
+            self.printer.say(f"gala run: Prometheus metrics on http://127.0.0.1:{o.metrics_port}/metrics")
         if self.plan.mode == "distributed":
             where = f"{self.plan.workers} local workers" if self.plan.workers else \
                 f"{self.plan.remote_workers} remote workers on port {self.plan.master_bind_port or 5557}"
@@ -252,7 +264,10 @@ class Runner:
             "run_id": self.run_dir.name,
             "status": status,
             "scenario": {"name": sc.name, "path": display_path(self.opts.scenario), "sha256": sc.sha256,
-                         "seed": sc.seed},
+                         "seed": sc.seed,
+                         **({"users_scale": sc.users_scale} if sc.users_scale != 1 else {}),
+                         **({"spawn_rate": self.opts.spawn_rate} if self.opts.spawn_rate else {}),
+                         **({"run_time_s": self.opts.run_time_s} if self.opts.run_time_s else {})},
             "duration_scale": self.opts.duration_scale,
             "links": list(sc.links),
             "critical_links": sc.critical_links,

@@ -78,6 +78,39 @@ class LinkSpec(_Strict):
     description: str = ""
 
 
+class ExpectSpec(_Strict):
+    """What a declarative request's reply must be to count as a success (else a failure saying why).
+
+    `status`: the accepted status codes (default: any below 400); `json_has`: fields the JSON reply must
+    have, dotted for nested objects (`data.id`), a number for a list item (`items.0`).
+    """
+
+    status: list[int] | None = Field(default=None, min_length=1)
+    json_has: list[str] = Field(default_factory=list)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (int, str)) else v
+
+    @field_validator("status")
+    @classmethod
+    def _codes(cls, v: list[int] | None) -> list[int] | None:
+        for code in v or []:
+            if not 100 <= code <= 599:
+                raise ValueError(f"expected HTTP status codes 100..599, got {code}")
+        return v
+
+
+class FeederSpec(_Strict):
+    """Request data from a CSV file (a header row names the columns): each action takes the next row
+    (`order: sequential`, cycling; each Locust process from its own start) or a random one (`random`),
+    and `{{column}}` in a request's path, headers or JSON body becomes that row's value."""
+
+    csv: str = Field(min_length=1)   # relative to the scenario file
+    order: Literal["sequential", "random"] = "sequential"
+
+
 class RequestSpec(_Strict):
     """One request of the generic declarative user (`loadtests.locust_plugin.users.http:HttpUser`)."""
 
@@ -88,6 +121,7 @@ class RequestSpec(_Strict):
     weight: float = Field(default=1.0, gt=0)
     json_body: Any = Field(default=None, alias="json")
     headers: dict[str, str] = Field(default_factory=dict)
+    expect: ExpectSpec | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -108,6 +142,9 @@ class UserSpec(_Strict):
     that keeps the mean rate), `none` (no wait: as fast as the target answers).
     `link_shares`: which share of this user's requests go to each link (known for declarative users from
     their weights; for a class, as the scenario assumes it), used only for intended rates.
+    `class_path` may also name a plain Locust `HttpUser`/`FastHttpUser` subclass: gala paces it and
+    attributes its requests to links by their name's prefix (`<link>:...`) or by `request_links`
+    (request-name prefix -> link; the longest matching prefix wins).
     """
 
     class_path: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -119,6 +156,8 @@ class UserSpec(_Strict):
     burst_size: int = Field(default=4, ge=1)
     burst_gap_s: float = Field(default=0.15, ge=0)
     link_shares: dict[str, float] = Field(default_factory=dict)
+    request_links: dict[str, str] = Field(default_factory=dict)
+    feeder: FeederSpec | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "UserSpec":
@@ -126,6 +165,8 @@ class UserSpec(_Strict):
             raise ValueError("expected exactly one of class_path (a Python user class) or requests (a list)")
         if self.requests is not None and not self.requests:
             raise ValueError("requests: expected at least one request")
+        if self.feeder is not None and self.requests is None:
+            raise ValueError("feeder: only for declarative users (requests:); a Python class reads its own data")
         if self.pacing == "burst" and self.burst_size * self.burst_gap_s >= self.burst_size / self.rate_per_s:
             raise ValueError(
                 f"burst of {self.burst_size} actions {self.burst_gap_s} s apart takes longer than the mean rate "
@@ -203,6 +244,8 @@ class Scenario(_Strict):
     _duration_scale: float = PrivateAttr(default=1.0)
     _source_path: Path | None = PrivateAttr(default=None)
     _sha256: str = PrivateAttr(default="")
+    _lines: dict = PrivateAttr(default_factory=dict)   # field path -> line in the file (for checks)
+    _users_scale: float = PrivateAttr(default=1.0)
 
     @property
     def duration_scale(self) -> float:
@@ -216,6 +259,16 @@ class Scenario(_Strict):
     def sha256(self) -> str:
         """sha256 of the file's bytes, as run.json records it."""
         return self._sha256
+
+    @property
+    def lines(self) -> dict:
+        """Field path -> line of the file it was read from (empty for a scenario built in code)."""
+        return self._lines
+
+    @property
+    def users_scale(self) -> float:
+        """The factor every phase's user counts were multiplied by (`gala run -u`), 1 when unscaled."""
+        return self._users_scale
 
     @field_validator("links")
     @classmethod
@@ -310,9 +363,27 @@ class Scenario(_Strict):
                             if self.phases[i].users.get(k)})
         return out
 
+    @property
+    def peak_users(self) -> int:
+        """The most users running at once (overlapping phases add up)."""
+        plans = self.planned_phases()
+        return max((sum(sum(q.users.values()) for q in plans if q.start_s <= p.start_s < q.end_s) for p in plans),
+                   default=0)
+
     def link_of(self, request_name: str) -> str:
-        """The link of a Locust request name `<link>:<label>` (text before the first ':')."""
-        return request_name.split(":", 1)[0]
+        """The link of a Locust request name: `<link>:<label>` (text before the first ':') when that is a
+        link; else the longest `request_links` prefix of any user that matches; else the text before ':'."""
+        head = request_name.split(":", 1)[0]
+        if head in self.links:
+            return head
+        best = ""
+        for u in self.users.values():
+            for prefix in u.request_links:
+                if request_name.startswith(prefix) and len(prefix) > len(best):
+                    best = prefix
+        if best:
+            return next(u.request_links[best] for u in self.users.values() if best in u.request_links)
+        return head
 
 
 def _phase_user_rates(sc: Scenario, p: PhaseSpec) -> dict[str, float]:

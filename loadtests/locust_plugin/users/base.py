@@ -21,6 +21,31 @@ from loadtests.locust_plugin.users.pacing import Pacer, paced, start_offset, use
 _user_counters: dict[str, itertools.count] = defaultdict(itertools.count)
 
 
+def attach_pacing(user, environment) -> None:
+    """Give a user its identity, its own seeded RNG, its pacer and its params (from its class's `spec`)."""
+    cls = type(user).__name__
+    user.worker_index = getattr(environment.runner, "worker_index", 0) or 0
+    user.user_index = next(_user_counters[cls])
+    user.rng = user_rng(user.scenario_seed, cls, user.worker_index, user.user_index)
+    s = user.spec
+    user.pacer = Pacer(user.rng, s.pacing, s.rate_per_s, jitter=s.jitter, burst_size=s.burst_size,
+                       burst_gap_s=s.burst_gap_s)
+    user.params = dict(s.params)
+
+
+class PacedPlainUser:
+    """Put before a plain Locust user class (HttpUser, FastHttpUser, ...) that a scenario reuses: gala's
+    pacing replaces its wait_time (the locustfile sets `wait_time = paced()`), with the same seeded RNG
+    and params as gala's own users; its tasks, on_start and request names stay its own."""
+
+    spec: ClassVar[UserSpec]
+    scenario_seed: ClassVar[int] = 0
+
+    def __init__(self, environment, *args, **kwargs) -> None:
+        super().__init__(environment, *args, **kwargs)
+        attach_pacing(self, environment)
+
+
 class ScenarioUser(FastHttpUser):
     abstract = True
     spec: ClassVar[UserSpec] = UserSpec(class_path="loadtests.locust_plugin.users.base:ScenarioUser")
@@ -29,15 +54,7 @@ class ScenarioUser(FastHttpUser):
 
     def __init__(self, environment) -> None:
         super().__init__(environment)
-        cls = type(self).__name__
-        runner = environment.runner
-        self.worker_index = getattr(runner, "worker_index", 0) or 0
-        self.user_index = next(_user_counters[cls])
-        self.rng = user_rng(self.scenario_seed, cls, self.worker_index, self.user_index)
-        s = self.spec
-        self.pacer = Pacer(self.rng, s.pacing, s.rate_per_s, jitter=s.jitter,
-                           burst_size=s.burst_size, burst_gap_s=s.burst_gap_s)
-        self.params: dict[str, Any] = dict(s.params)
+        attach_pacing(self, environment)
 
     def start_pacing(self) -> None:
         """Sleep a random part of one cycle before the first action: users spawned together spread out."""

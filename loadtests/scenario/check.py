@@ -1,0 +1,96 @@
+"""What a valid scenario cannot do: checks that need the phases as they will run, not one field.
+
+A scenario can be well-formed and still not work: an arrival rate its users cannot carry, a phase to
+which no request will ever be attributed. `plan_findings` finds them before any load (`gala check`,
+and `gala run` before it starts anything): faults (the run would not measure what the file asks) and
+notes (worth knowing, harmless). Pure: reads a loaded `Scenario`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gala.contract.yamlfile import fault
+from loadtests.scenario.model import Scenario
+
+# A user makes one request at a time and waits for each reply before its next action, so its rate is at
+# most 1 / (reply time + its own overhead). 50 actions/s leaves 20 ms per action: already more than a
+# loopback target answers under load (feb1's chat-phase median on a busy 2-core machine: 1-31 ms), and
+# above it Locust's own per-request cost starts to count. Above this, add users instead.
+MAX_USER_RATE_PER_S = 50.0
+
+
+@dataclass
+class Findings:
+    faults: list[str] = field(default_factory=list)   # the run would not do what the file asks: exit 2
+    notes: list[str] = field(default_factory=list)    # worth knowing; the run is fine
+
+
+def owned_seconds(sc: Scenario) -> list[float]:
+    """Per phase, the seconds of the run it owns (the requests made then are attributed to it)."""
+    times = sc._phase_times()
+    owned = [0.0] * len(times)
+    for t0, t1, own, _active in sc._segments(times):
+        owned[own] += t1 - t0
+    return owned
+
+
+def _where(sc: Scenario, loc: tuple, message: str) -> str:
+    return fault(str(sc.source_path or sc.name), sc.lines, loc, message)
+
+
+def plan_findings(sc: Scenario) -> Findings:
+    """Every fault and note of the scenario's plan (`MAX_USER_RATE_PER_S`, phases owning no time, gaps)."""
+    out = Findings()
+    plans = sc.planned_phases()
+    owned = owned_seconds(sc)
+    for i, (p, plan) in enumerate(zip(sc.phases, plans)):
+        if owned[i] <= 0:
+            out.faults.append(_where(sc, ("phases", i), (
+                f"phase {p.name!r} owns no time: from {plan.start_s:g} to {plan.end_s:g} s a later-started phase "
+                "is always running, so no request is attributed to it; expected it to start after, or end "
+                "later than, the phases that cover it")))
+        for u, n in p.users.items():
+            rate = plan.user_rate_per_s.get(u)
+            if not n or rate is None or sc.users[u].pacing == "none" or rate <= MAX_USER_RATE_PER_S:
+                continue
+            arrival = [link for link in (p.arrival_rps or {}) if sc.users[u].shares().get(link)]
+            loc = ("phases", i, "arrival_rps", arrival[0]) if arrival else ("users", u, "rate_per_s")
+            need = n * rate / MAX_USER_RATE_PER_S
+            out.faults.append(_where(sc, loc, (
+                f"phase {p.name!r} asks each of its {n} {u} users for {rate:,.1f} actions/s, more than the "
+                f"{MAX_USER_RATE_PER_S:g}/s one user can make (it waits for each reply); expected at least "
+                f"{int(need) + 1} {u} users in phases[{i}].users, or a lower rate")))
+    out.notes += _gaps(sc, plans) + _idle(sc)
+    return out
+
+
+def _gaps(sc: Scenario, plans) -> list[str]:
+    """Stretches of the run with no phase running (its users stop), said as notes."""
+    notes, covered_to = [], 0.0
+    for p in sorted(plans, key=lambda q: q.start_s):
+        if p.start_s > covered_to + 1e-9:
+            notes.append(f"{sc.source_path}: no phase runs from {covered_to:g} to {p.start_s:g} s: no users then")
+        covered_to = max(covered_to, p.end_s)
+    return notes
+
+
+def _idle(sc: Scenario) -> list[str]:
+    """Users no phase runs, links no user is known to load, users with no pace (intended rate unknown)."""
+    notes = []
+    running = {u for p in sc.phases for u, n in p.users.items() if n}
+    for u in sc.users:
+        if u not in running:
+            notes.append(_where(sc, ("users", u), f"user {u!r} runs in no phase"))
+        elif sc.users[u].pacing == "none":
+            notes.append(_where(sc, ("users", u, "pacing"), f"user {u!r} has pacing: none (as fast as the target "
+                                                             "answers): its intended rate is unknown"))
+        elif not sc.users[u].shares():
+            notes.append(_where(sc, ("users", u), f"user {u!r} has no link_shares: its requests count, but "
+                                                  "no intended rate per link can be given"))
+    known = {link for u in sc.users.values() for link in u.shares()}
+    for link in sc.links:
+        if link not in known:
+            notes.append(_where(sc, ("links", link), f"no user's requests or link_shares name link {link!r}: "
+                                                     "its intended rate is unknown"))
+    return notes
