@@ -13,56 +13,22 @@ stats plugin's own tables, so a scrape shows the same numbers the results folder
     gala_generator_cpu_percent{process}        CPU of each Locust process (local/master, and workers)
     gala_run_seconds                           seconds since the test started
 
-`METRIC_NAMES` lists them (a dashboard test checks it names nothing else). Runs inside Locust (gevent).
+`exposition.METRIC_NAMES` lists them (a dashboard test checks it names nothing else). Runs inside Locust
+(gevent); the pure parts are in `exposition.py`.
 """
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
 from gevent.pywsgi import WSGIServer
 from locust.runners import MasterRunner
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from loadtests.locust_plugin.exposition import cumulative_buckets, intended_rps_now
+
 log = logging.getLogger("gala.metrics")
-
-BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-METRIC_NAMES = ("gala_requests_total", "gala_failures_total", "gala_request_duration_seconds", "gala_users",
-                "gala_phase_active", "gala_intended_rps", "gala_achieved_rps", "gala_generator_cpu_percent",
-                "gala_run_seconds")
-
-
-def intended_rps_now(scenario, plans, t_s: float) -> dict[str, float]:
-    """What the scenario asks of each link at run time t_s: the running users x their pace x their shares."""
-    counts: dict[str, int] = {}
-    for p in plans:
-        if p.start_s <= t_s < p.end_s:
-            for u, n in p.users.items():
-                counts[u] = counts.get(u, 0) + n
-    rates = scenario.user_rates_at(t_s)
-    out: dict[str, float] = {}
-    for u, n in counts.items():
-        spec = scenario.users[u]
-        if n and spec.pacing != "none":
-            for link, share in spec.shares().items():
-                out[link] = out.get(link, 0.0) + n * rates[u] * share
-    return out
-
-
-def _buckets(cell) -> list[tuple[str, float]]:
-    """Cumulative counts at each `le` (seconds) from a cell's rounded-millisecond buckets."""
-    if not cell.buckets:
-        return [*((f"{b:g}", 0.0) for b in BUCKETS_S), ("+Inf", 0.0)]
-    keys = np.fromiter(cell.buckets.keys(), dtype=float)
-    counts = np.fromiter(cell.buckets.values(), dtype=float)
-    order = np.argsort(keys)
-    cum = np.cumsum(counts[order])
-    at = np.searchsorted(keys[order], np.asarray(BUCKETS_S) * 1000.0, side="right")
-    le = [float(cum[i - 1]) if i else 0.0 for i in at]
-    return [*zip((f"{b:g}" for b in BUCKETS_S), le), ("+Inf", float(cell.requests))]
-
 
 class GalaCollector:
     """Builds every metric from the stats plugin at scrape time (nothing is kept twice)."""
@@ -81,7 +47,7 @@ class GalaCollector:
         for (phase, link), cell in sorted(list(stats.phase_link.items())):
             requests.add_metric([phase, link], cell.requests)
             failures.add_metric([phase, link], cell.failures)
-            latency.add_metric([phase, link], _buckets(cell), cell.sum_ms / 1000.0)
+            latency.add_metric([phase, link], cumulative_buckets(cell), cell.sum_ms / 1000.0)
         yield from (requests, failures, latency)
 
         users = GaugeMetricFamily("gala_users", "Users running now, per user class", labels=["user_class"])

@@ -17,7 +17,7 @@ import logging
 
 from locust.runners import WorkerRunner
 
-from loadtests.locust_plugin.metrics import intended_rps_now
+from loadtests.locust_plugin.exposition import intended_rps_now
 
 log = logging.getLogger("gala.otel")
 MAX_NAMES = 20  # as Locust's own exporter: a run with many request names must not explode the series

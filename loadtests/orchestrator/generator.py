@@ -18,7 +18,7 @@ LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfile.py"
 # pods may first pull an image
 WORKERS_CONNECT_WAIT_S = {"local": 60, "remote": 300}
 # with --web-ui, the UI stays up this long after the shape ends (the final figures), then Locust quits
-WEB_UI_LINGER_S = 10
+WEB_UI_LINGER_S = 5
 
 
 @dataclass(frozen=True)

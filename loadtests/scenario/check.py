@@ -8,7 +8,10 @@ notes (worth knowing, harmless). Pure: reads a loaded `Scenario`.
 
 from __future__ import annotations
 
+import ast
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gala.contract.yamlfile import fault
 from loadtests.scenario.model import Scenario
@@ -35,8 +38,18 @@ def owned_seconds(sc: Scenario) -> list[float]:
     return owned
 
 
+def _origin(sc: Scenario) -> str:
+    """The scenario's file as a person gave it: relative to the working directory when inside it."""
+    if sc.source_path is None:
+        return sc.name
+    try:
+        return str(sc.source_path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(sc.source_path)
+
+
 def _where(sc: Scenario, loc: tuple, message: str) -> str:
-    return fault(str(sc.source_path or sc.name), sc.lines, loc, message)
+    return fault(_origin(sc), sc.lines, loc, message)
 
 
 def plan_findings(sc: Scenario) -> Findings:
@@ -62,7 +75,47 @@ def plan_findings(sc: Scenario) -> Findings:
                 f"{MAX_USER_RATE_PER_S:g}/s one user can make (it waits for each reply); expected at least "
                 f"{int(need) + 1} {u} users in phases[{i}].users, or a lower rate")))
     out.notes += _gaps(sc, plans) + _idle(sc)
+    out.faults += _class_paths(sc)
     return out
+
+
+def _module_source(dotted: str, dirs: list[str]) -> Path | None:
+    """The file of a module, found without importing it (a user's locustfile would bring Locust in)."""
+    parts = dotted.split(".")
+    for d in dirs:
+        base = Path(d or ".").joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _class_paths(sc: Scenario) -> list[str]:
+    """A `class_path` whose module cannot be found (beside the scenario or on sys.path), or whose module
+    neither defines nor imports the class: a fault now, not a Locust that fails to start."""
+    dirs = [str(sc.source_path.parent)] if sc.source_path else []
+    dirs += sys.path
+    faults = []
+    for name, u in sc.users.items():
+        if u.class_path is None:
+            continue
+        module, _, cls = u.class_path.partition(":")
+        source = _module_source(module, dirs)
+        if source is None:
+            faults.append(_where(sc, ("users", name, "class_path"), f"cannot find module {module!r} (looked beside "
+                                 "the scenario and on the Python path); expected module:Class"))
+            continue
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError) as exc:
+            faults.append(_where(sc, ("users", name, "class_path"), f"cannot read {source} ({exc})"))
+            continue
+        defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        defined |= {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        if cls not in defined:
+            faults.append(_where(sc, ("users", name, "class_path"), f"{source} has no class {cls!r}"))
+    return faults
 
 
 def _gaps(sc: Scenario, plans) -> list[str]:
@@ -70,7 +123,7 @@ def _gaps(sc: Scenario, plans) -> list[str]:
     notes, covered_to = [], 0.0
     for p in sorted(plans, key=lambda q: q.start_s):
         if p.start_s > covered_to + 1e-9:
-            notes.append(f"{sc.source_path}: no phase runs from {covered_to:g} to {p.start_s:g} s: no users then")
+            notes.append(f"{_origin(sc)}: no phase runs from {covered_to:g} to {p.start_s:g} s: no users then")
         covered_to = max(covered_to, p.end_s)
     return notes
 

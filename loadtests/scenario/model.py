@@ -103,9 +103,9 @@ class ExpectSpec(_Strict):
 
 
 class FeederSpec(_Strict):
-    """Request data from a CSV file (a header row names the columns): each action takes the next row
-    (`order: sequential`, cycling; each Locust process from its own start) or a random one (`random`),
-    and `{{column}}` in a request's path, headers or JSON body becomes that row's value."""
+    """Request data from a CSV file (a header row names the columns): each request that uses a `{{column}}`
+    (in its path, headers or JSON body) takes the next row (`order: sequential`, cycling; each Locust process
+    from its own start) or a random one (`random`), and the placeholder becomes that row's value."""
 
     csv: str = Field(min_length=1)   # relative to the scenario file
     order: Literal["sequential", "random"] = "sequential"

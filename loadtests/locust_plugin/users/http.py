@@ -4,8 +4,8 @@ weight, JSON body, headers); each action picks one by weight from the user's own
 Requests are named `<link>:<label>` (label defaults to the path), so gala's per-link statistics work
 for any link names. A reply counts as a failure when it is 4xx/5xx (Locust's default for FastHttpUser)
 or, with `expect:`, when its status is not one of `expect.status` or its JSON lacks a field of
-`expect.json_has`. With a `feeder:`, every action takes a row of the CSV and `{{column}}` in the path,
-headers or JSON body becomes that row's value.
+`expect.json_has`. With a `feeder:`, every request that uses a `{{column}}` (in its path, headers or JSON
+body) takes the next row of the CSV (or a random one) and the placeholder becomes that row's value.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def missing_field(data: Any, dotted: str) -> bool:
 def reply_fault(r: RequestSpec, status: int, content: bytes | None) -> str | None:
     """Why a reply does not meet the request's `expect:` (None when it does)."""
     expect = r.expect
-    accepted = expect.status if expect.status is not None else None
+    accepted = expect.status
     if accepted is not None and status not in accepted:
         return f"HTTP {status}, expected {' or '.join(map(str, accepted))}"
     if accepted is None and (not status or status >= 400):
@@ -74,6 +74,8 @@ class DeclarativeUser(ScenarioUser):
         reqs = self.spec.requests or []
         self._requests = reqs
         self._cum_weights = list(itertools.accumulate(r.weight for r in reqs))
+        # only the requests that use a `{{column}}` take a row (so a row is not spent on the others)
+        self._fed = {id(r) for r in reqs if FEEDER_FIELD.search(r.path + repr(r.json_body) + repr(r.headers))}
         cls = type(self)
         if cls.feeder_rows and "_feeder_next" not in cls.__dict__:
             cls._feeder_next = itertools.count()  # one sequence per class and process: rows taken in turn
@@ -90,7 +92,7 @@ class DeclarativeUser(ScenarioUser):
     @task
     def act(self) -> None:
         r = self.rng.choices(self._requests, cum_weights=self._cum_weights)[0]
-        row = self._row()
+        row = self._row() if id(r) in self._fed else None
         path, body, headers = (r.path, r.json_body, r.headers) if row is None else \
             (fill(r.path, row), fill(r.json_body, row), fill(r.headers, row))
         if r.expect is None:
