@@ -1,6 +1,7 @@
 """`gala gate` on real rehearsals against the built-in target: the default budgets pass clean runs,
 injected chat latency breaks exactly the chat budgets, a baseline finds that regression but none
-between two clean runs, and `gala run --abort-on-fail` stops a clearly broken run.
+between two clean runs, and `gala run --abort-on-fail` stops a clearly broken run. `gala diff` on the
+same runs finds the slowed chat beyond noise; the gate's Markdown summary for a CI page.
 
 Why the baseline runs are made at the same time: on this shared 2-core machine, a clean run's
 percentiles move by up to ~7x from one minute to the next (measured: the median second's grab p95 34 ms
@@ -143,3 +144,53 @@ def test_abort_on_fail_stops_a_run_once_chat_is_clearly_broken(tmp_path):
     chat = next(p for p in info["phases"] if p["name"] == "chat")
     assert chat["started_s"] is not None and chat["ended_s"] < chat["planned_end_s"], info["phases"]
     assert "FAIL:" in proc.stdout and "chat p(99) <= 200 ms" in proc.stdout
+
+
+def test_gate_writes_a_markdown_summary_for_the_ci_page(short_run, tmp_path):
+    step = tmp_path / "step-summary.md"
+    step.write_text("earlier step\n")
+    proc = gala("gate", str(short_run), "--budgets", str(BUDGETS), "--baseline", str(short_run),
+                "--summary", str(tmp_path / "summary.md"), env={"GITHUB_STEP_SUMMARY": str(step)}, timeout_s=120)
+    assert proc.returncode == 0, proc.stdout
+    summary = (tmp_path / "summary.md").read_text()
+    assert step.read_text() == "earlier step\n" + summary + "\n"  # appended, as GitHub expects
+    assert summary.startswith(f"## gala gate: PASS ({short_run.name})")
+    rows = [l for l in summary.splitlines() if l.startswith("| ✅")]
+    assert len(rows) == len([l for l in proc.stdout.splitlines() if l.rstrip().endswith(("pass", "improved"))])
+    # baseline rows name their figure plainly, never as the run's p(95)
+    assert "| ✅ pass | chat median per-second p95, against baseline | " in summary
+    assert "| ✅ pass | chat p(95) <= 1000 ms | " in summary and f"{BUDGETS}:25" in summary
+
+
+def test_diff_finds_the_injected_chat_latency_beyond_noise(side_by_side, tmp_path):
+    from gala.contract.results import load_run
+    from gala.gate.diff import VERDICT, diff_runs
+
+    clean, slow = side_by_side["clean_a"][0], side_by_side["slow_chat"][0]
+    proc = gala("diff", str(clean), str(slow), "--out", str(tmp_path / "d"), timeout_s=120)
+    assert proc.returncode == 0, proc.stderr
+    lat = diff_runs(load_run(clean), load_run(slow)).latency.set_index(["phase", "link"])
+    for key in (("chat", "chat"), ("_all", "chat")):
+        row = lat.loc[key]
+        assert row["verdict"] == VERDICT["regressed"] and row["change"] > 1.0, row
+        assert row["median per-second p95 B"] >= CHAT_LATENCY_MS * 0.9 and row["p95 B"] >= CHAT_LATENCY_MS * 0.9
+    md = (tmp_path / "d" / "diff.md").read_text()
+    assert "| chat | chat |" in md and "slower (beyond noise)" in md and "![" in md
+    html = (tmp_path / "d" / "diff.html").read_text()
+    assert "data:image/png;base64," in html and "slower (beyond noise)" in html
+    assert (tmp_path / "d" / "charts" / "p95.png").read_bytes().startswith(b"\x89PNG")
+    assert "slower (beyond noise)" in proc.stdout
+
+
+def test_diff_of_a_run_with_itself_changes_nothing(short_run, tmp_path):
+    proc = gala("diff", str(short_run), str(short_run), "--out", str(tmp_path), timeout_s=120)
+    assert proc.returncode == 0, proc.stderr
+    from gala.contract.results import load_run
+    from gala.gate.diff import VERDICT, diff_runs
+
+    run = load_run(short_run)
+    d = diff_runs(run, run)
+    assert set(d.latency["verdict"]) == {VERDICT["unchanged"]} and set(d.rates["errors"]) == {"within noise"}
+    assert (d.latency["change"].dropna() == 0).all() and len(d.latency) >= 12  # 3 phases + _all, 3+ links each
+    bad = gala("diff", str(short_run), str(tmp_path / "nope"), timeout_s=60)
+    assert bad.returncode == 2 and "not a results folder" in bad.stderr and "Traceback" not in bad.stderr
