@@ -1,0 +1,1 @@
+"""The code that runs in the `gala` process to orchestrate a run."""
