@@ -145,25 +145,28 @@ def test_an_exception_inside_the_block_still_removes_the_cgroup_and_frees_the_pr
 
 
 SCRIPT = textwrap.dedent("""
-    import subprocess, sys, time
+    import subprocess, sys
     from loadtests.orchestrator.cpulimit import CpuLimit
     child = subprocess.Popen(["sleep", "30"])
     limit = CpuLimit(0.3)
     limit.apply(child.pid)
     print(limit.path, child.pid, flush=True)
-    if sys.argv[1] == "exit":
-        sys.exit(0)               # no remove(): the interpreter's exit does it
-    time.sleep(30)                # SIGTERM or SIGKILL arrives here
+    sys.stdin.readline()          # SIGTERM or SIGKILL arrives here, or a line to exit on
+    sys.exit(0)                   # no remove(): the interpreter's exit does it
 """)
 
 
 @pytest.mark.parametrize("how", ["exit", "SIGTERM", "SIGKILL"])
 def test_removed_at_interpreter_exit_and_on_sigterm_and_swept_after_sigkill(cgroups_work, how):
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, how.lower()], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
     line = proc.stdout.readline().split()
     path, sleeper = Path(line[0]), int(line[1])
     assert path.name.startswith(f"gala-{proc.pid}-") and path.is_dir()
-    if how != "exit":
+    if how == "exit":
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+    else:
         proc.send_signal(getattr(signal, how))
     code = proc.wait(timeout=20)
     os.kill(sleeper, signal.SIGKILL)  # orphaned by the script's end
@@ -208,6 +211,12 @@ def test_no_hierarchy_at_all_is_an_input_error():
 def test_cores_outside_a_sane_range_are_refused(cores):
     with pytest.raises(CpuLimitError, match=r"expected a number of cores from 0\.01 to \d+"):
         CpuLimit(cores)
+
+
+@pytest.mark.parametrize("period_us", [999, 1_000_001])
+def test_a_period_outside_the_kernels_range_is_refused(period_us):
+    with pytest.raises(CpuLimitError, match=r"expected a period from 1000 to 1000000 us"):
+        CpuLimit(0.5, period_us=period_us)
 
 
 def test_the_record_for_run_json():

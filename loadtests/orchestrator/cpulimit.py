@@ -32,7 +32,8 @@ from gala.errors import InputError
 
 Mechanism = Literal["cgroup-v2", "cgroup-v1"]
 PERIOD_US = 100_000           # the CFS period: 100 ms, the kernel's default
-MIN_QUOTA_US = 1_000          # the kernel refuses a quota under 1 ms
+MIN_QUOTA_US = 1_000          # the kernel refuses a quota or a period under 1 ms ...
+MAX_PERIOD_US = 1_000_000     # ... and a period over 1 s
 MIN_CORES = MIN_QUOTA_US / PERIOD_US
 RMDIR_TRIES = 20              # an exiting task can keep a cgroup busy for a moment
 NAME_RE = re.compile(r"^gala-(\d+)-[0-9a-f]+$")
@@ -221,12 +222,17 @@ class CpuLimit:
     hierarchies (`candidates()`), v2 first.
     """
 
-    def __init__(self, cores: float, *, where: list[tuple[Mechanism, Path]] | None = None, label: str = "gala"):
+    def __init__(self, cores: float, *, where: list[tuple[Mechanism, Path]] | None = None, label: str = "gala",
+                 period_us: int = PERIOD_US):
         ncpu = os.cpu_count() or 1
         if not (isinstance(cores, (int, float)) and MIN_CORES <= cores <= ncpu):
             raise CpuLimitError(f"CPU limit: expected a number of cores from {MIN_CORES:g} to {ncpu} "
                                 f"(this machine's), got {cores!r}")
+        if not MIN_QUOTA_US <= period_us <= MAX_PERIOD_US:
+            raise CpuLimitError(f"CPU limit: expected a period from {MIN_QUOTA_US} to {MAX_PERIOD_US} us, got {period_us}")
         self.cores = float(cores)
+        # a shorter period throttles more often for less long: the same share, finer grained
+        self.period_us = int(period_us)
         self.label = label
         self.where = candidates() if where is None else list(where)
         self.path: Path | None = None
@@ -241,7 +247,7 @@ class CpuLimit:
         """Make the cgroup (once); CpuLimitError, with nothing left behind, if no hierarchy can be used."""
         if self.path is not None:
             return self.path
-        quota = max(MIN_QUOTA_US, round(self.cores * PERIOD_US))
+        quota = max(MIN_QUOTA_US, round(self.cores * self.period_us))
         tried = []
         for mech, parent in self.where:
             why = _why_not(mech, parent)
@@ -270,9 +276,9 @@ class CpuLimit:
             if missing:
                 raise OSError(errno.ENOENT, f"the new directory has no {', '.join(missing)}: not a cgroup with cpu")
             if mech == "cgroup-v2":
-                _write(path / "cpu.max", f"{quota} {PERIOD_US}")
+                _write(path / "cpu.max", f"{quota} {self.period_us}")
             else:
-                _write(path / "cpu.cfs_period_us", str(PERIOD_US))
+                _write(path / "cpu.cfs_period_us", str(self.period_us))
                 _write(path / "cpu.cfs_quota_us", str(quota))
         except OSError as exc:
             self.remove()
