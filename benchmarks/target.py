@@ -30,6 +30,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from loadtests.target import launch  # noqa: E402
 from loadtests.target.client import TargetClient  # noqa: E402
 
 BENCH_CONFIG = """\
@@ -39,18 +40,12 @@ card_caps: {}
 """
 
 
-def start_target(core: int, extra: list[str]) -> tuple[subprocess.Popen, str, str]:
-    cfg = Path(tempfile.mkdtemp(prefix="gala-bench-")) / "bench.yaml"
-    cfg.write_text(BENCH_CONFIG)
-    token = "bench-admin"
+def start_target(core: int, inject: list[str]) -> launch.RunningTarget:
+    """The built-in target, started the one way gala does, pinned to `core`."""
+    folder = Path(tempfile.mkdtemp(prefix="gala-bench-"))
+    (folder / "bench.yaml").write_text(BENCH_CONFIG)
     pin = ["taskset", "-c", str(core)] if shutil.which("taskset") else []
-    proc = subprocess.Popen([*pin, sys.executable, "-m", "gala", "target", "serve", "--port", "0", "--config", str(cfg), *extra],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ, GALA_ADMIN_TOKEN=token))
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise SystemExit(f"target did not start: {line!r}")
-    return proc, line.split()[-1], token
+    return launch.start(folder / "target.log", config=folder / "bench.yaml", inject=inject, prefix=pin)
 
 
 def setup_world(url: str, users: int) -> tuple[list[tuple[int, str]], dict[int, list[int]]]:
@@ -120,7 +115,8 @@ def main() -> int:
 
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > args.client_core:
         os.sched_setaffinity(0, {args.client_core})
-    proc, url, _ = start_target(args.target_core, [x for spec in args.inject for x in ("--inject", spec)])
+    running = start_target(args.target_core, args.inject)
+    proc, url = running.proc, running.url
     try:
         target = psutil.Process(proc.pid)
         print(f"target pid {proc.pid} on core {args.target_core}, client on core {args.client_core}; setting up "
@@ -137,8 +133,7 @@ def main() -> int:
             print(f"  {link}: {rps:,.0f} req/s at {cpu_frac:.0%} target CPU", file=sys.stderr)
         audit = TargetClient(url, "bench-admin").call("GET", "/admin/audit")[1]
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        running.stop(grace_s=15)
 
     model = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
                   if line.startswith("Model name")), platform.processor())

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from capacity_model.contracts import USLFit
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 Method = Literal["nls", "relative"]
 METHODS: tuple[str, ...] = ("nls", "relative")

@@ -4,68 +4,30 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from loadtests.target import launch
 
 REPO = Path(__file__).resolve().parent.parent
 GALA = [sys.executable, "-m", "gala"]
 
 
-@dataclass
-class TargetProcess:
-    url: str
-    admin_token: str
-    proc: subprocess.Popen
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
-def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0) -> TargetProcess:
-    """Start `gala target serve --port 0` and wait for its first line, the URL it serves on."""
-    token = "admin-" + secrets.token_hex(8)
-    log_path = log_dir / f"target-{secrets.token_hex(3)}.log"
-    env = dict(os.environ, GALA_ADMIN_TOKEN=token, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [*GALA, "target", "serve", "--host", "127.0.0.1", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True, env=env, cwd=REPO,
-    )
-    deadline = time.monotonic() + timeout_s
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line or proc.poll() is not None:
-            break
-    if "http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"target did not start: first line {line!r}; log: {log_path.read_text()[-2000:]}")
-    url = line.strip().split()[-1]
-    return TargetProcess(url=url, admin_token=token, proc=proc, log_path=log_path)
+def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0) -> launch.RunningTarget:
+    """Start the built-in target (`gala target serve --port 0`) the one way gala does."""
+    return launch.start(log_dir / f"target-{secrets.token_hex(3)}.log", extra=extra, timeout_s=timeout_s,
+                        admin_token="admin-" + secrets.token_hex(8))
 
 
 @pytest.fixture
 def target_factory(tmp_path):
     """Call it with `gala target serve` options; every target started is stopped after the test."""
-    started: list[TargetProcess] = []
+    started: list[launch.RunningTarget] = []
 
-    def factory(*extra: str) -> TargetProcess:
+    def factory(*extra: str) -> launch.RunningTarget:
         t = start_target(*extra, log_dir=tmp_path)
         started.append(t)
         return t
@@ -76,7 +38,7 @@ def target_factory(tmp_path):
 
 
 @pytest.fixture
-def target(target_factory) -> TargetProcess:
+def target(target_factory) -> launch.RunningTarget:
     """A built-in target with its default configuration."""
     return target_factory()
 

@@ -9,7 +9,7 @@ import pytest
 
 from capacity_model.contracts import USLFit
 from capacity_model.usl import effective_nodes, fit_usl, nodes_for_effective, throughput
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 TRUE = USLFit(sigma=0.05, kappa=0.002, lambda_rps=1000.0, r2=1.0, n_points=0)
 DATA = Path(__file__).parent / "data" / "usl"

@@ -27,13 +27,13 @@ def register(sub) -> None:
 def _serve(args) -> int:
     import secrets
 
-    from gala.errors import InputError
+    from gala.contract.errors import InputError
     from loadtests.target.config import load_config
     from loadtests.target.faults import describe, merge_faults
-    from loadtests.scenario import is_loopback_url
+    from gala.contract.loopback import is_loopback_host
     from loadtests.target.server import run
 
-    if not is_loopback_url(f"http://[{args.host}]/" if ":" in args.host else f"http://{args.host}/") and not args.allow_remote:
+    if not is_loopback_host(args.host) and not args.allow_remote:
         raise InputError(f"--host {args.host!r} is not a loopback address; pass --allow-remote to serve beyond this machine")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: expected 0..65535")
