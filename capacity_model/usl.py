@@ -73,7 +73,7 @@ def fit_usl(n, x, *, axis: str = "nodes", method: Method = "nls") -> USLFit:
     r2 = 1.0 - float(((x - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
     n_star, x_max = _peak(sigma, kappa, lam)
     return USLFit(sigma=float(sigma), kappa=float(kappa), lambda_rps=float(lam), r2=r2, n_points=int(n.size),
-                  axis=axis, n_star=n_star, x_max_rps=x_max)
+                  axis=axis, n_star=n_star, x_max_rps=x_max, method=method)
 
 
 def effective_nodes(n, fit: USLFit):

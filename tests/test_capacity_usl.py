@@ -51,6 +51,7 @@ def test_nls_and_relative_fits_each_minimise_their_own_residuals():
     sse = lambda f: float(((throughput(n, f) - x) ** 2).sum())  # noqa: E731
     rsse = lambda f: float((((throughput(n, f) - x) / x) ** 2).sum())  # noqa: E731
     assert sse(nls) < sse(rel) and rsse(rel) < rsse(nls)
+    assert (nls.method, rel.method) == ("nls", "relative")  # the plan says which fit it used
     # the relative fit follows the low first point (64.9) that the throughput fit overshoots (90)
     assert abs(throughput([1], rel)[0] - 64.9) < abs(throughput([1], nls)[0] - 64.9)
 
