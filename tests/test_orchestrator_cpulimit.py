@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError, CpuLimitRecord
 
 REPO = Path(__file__).resolve().parent.parent

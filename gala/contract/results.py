@@ -51,6 +51,13 @@ class TargetInfo(_Model):
     nodes: int = 1
     processes: int = 1
     injected_faults: list[str] = Field(default_factory=list)
+    # `gala run --target-cpu-limit`: the target confined to a fraction of a core (node emulation)
+    cpu_limit_cores: float | None = None
+    cpu_limit_mechanism: Literal["cgroup-v2", "cgroup-v1"] | None = None
+    cpu_limit_cgroup: str | None = None  # the cgroup it ran in (removed after the run)
+    cpu_limit_periods: int | None = None  # CFS periods in which the target ran ...
+    cpu_limit_throttled_periods: int | None = None  # ... and in which it used up its quota
+    cpu_limit_throttled_s: float | None = None  # time it waited for its quota
 
 
 class PhaseRecord(_Model):

@@ -1,8 +1,8 @@
 """Node emulation: confine a target's process tree to a fraction of a core with a cgroup CPU quota.
 
 A small node the generator can saturate (issue 11): `CpuLimit(0.25)` makes a cgroup of its own,
-`gala-<pid>-<token>`, with a CFS quota of 0.25 core, beneath this process's own cgroup in a
-hierarchy that has the cpu controller: cgroup v2 (`cpu.max`) where such a hierarchy is writable,
+`gala-<pid>-<token>`, with a CFS quota of 0.25 core, beneath this process's own cgroup (or
+`GALA_CGROUP_PARENT`) in a hierarchy that has the cpu controller: cgroup v2 (`cpu.max`) where such a hierarchy is writable,
 else cgroup v1 (`cpu.cfs_quota_us` / `cpu.cfs_period_us`). `apply(pid)` moves a process and its
 descendants in; processes it forks later inherit the cgroup. `remove()` moves whatever is left
 back (each applied process to where it came from, the rest to the parent) and deletes the cgroup:
@@ -28,7 +28,7 @@ from typing import Literal
 
 import psutil
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 Mechanism = Literal["cgroup-v2", "cgroup-v1"]
 PERIOD_US = 100_000           # the CFS period: 100 ms, the kernel's default
@@ -98,6 +98,16 @@ def candidates() -> list[tuple[Mechanism, Path]]:
         if mech == "cgroup-v2" and rel != ".":
             found.append((mech, mount))
     return sorted(found, key=lambda c: c[0] != "cgroup-v2")
+
+
+def configured() -> list[tuple[Mechanism, Path]]:
+    """`GALA_CGROUP_PARENT=DIR`: make the cgroup there and nowhere else (a delegated cgroup v2
+    subtree a non-root user may write, say); v2 if DIR has cgroup.controllers, else v1."""
+    parent = os.environ.get("GALA_CGROUP_PARENT")
+    if not parent:
+        return []
+    path = Path(parent)
+    return [("cgroup-v2" if (path / "cgroup.controllers").exists() else "cgroup-v1", path)]
 
 
 def _quota_files(mech: Mechanism) -> tuple[str, ...]:
@@ -222,19 +232,19 @@ class CpuLimit:
     hierarchies (`candidates()`), v2 first.
     """
 
-    def __init__(self, cores: float, *, where: list[tuple[Mechanism, Path]] | None = None, label: str = "gala",
-                 period_us: int = PERIOD_US):
+    def __init__(self, cores: float, *, where: list[tuple[Mechanism, Path]] | None = None,
+                 label: str = "CPU limit", period_us: int = PERIOD_US):
         ncpu = os.cpu_count() or 1
         if not (isinstance(cores, (int, float)) and MIN_CORES <= cores <= ncpu):
-            raise CpuLimitError(f"CPU limit: expected a number of cores from {MIN_CORES:g} to {ncpu} "
+            raise CpuLimitError(f"{label}: expected a number of cores from {MIN_CORES:g} to {ncpu} "
                                 f"(this machine's), got {cores!r}")
         if not MIN_QUOTA_US <= period_us <= MAX_PERIOD_US:
-            raise CpuLimitError(f"CPU limit: expected a period from {MIN_QUOTA_US} to {MAX_PERIOD_US} us, got {period_us}")
+            raise CpuLimitError(f"{label}: expected a period from {MIN_QUOTA_US} to {MAX_PERIOD_US} us, got {period_us}")
         self.cores = float(cores)
         # a shorter period throttles more often for less long: the same share, finer grained
         self.period_us = int(period_us)
         self.label = label
-        self.where = candidates() if where is None else list(where)
+        self.where = list(where) if where is not None else configured() or candidates()
         self.path: Path | None = None
         self.mechanism: Mechanism | None = None
         self.removed = False

@@ -20,6 +20,7 @@ from gala.contract.atomic import write_csv_atomic, write_json_atomic
 from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
 from loadtests.orchestrator import generator as gen
 from loadtests.orchestrator.cpu import CpuSampler, generator_load, latest_percent
+from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
 from loadtests.orchestrator.outcome import display_path, generator_mode, print_report, run_status
@@ -56,7 +57,23 @@ class Runner:
         self.t0: float | None = None
         self.t_end: float | None = None
         self.created_at = time.time()
+        self.cpu_limit = self._limit_cpu()  # before the folder: what cannot be limited is bad input
         self.run_dir = create_run_dir(opts.out, self.sc.name, self.sc.source_path, self.created_at)
+
+    def _limit_cpu(self) -> CpuLimit | None:
+        """--target-cpu-limit: the cgroup made, and the --target-pid processes in it (the built-in
+        target joins when it starts); its children, then and later, are limited with it."""
+        if self.opts.target_cpu_limit is None:
+            return None
+        limit = CpuLimit(self.opts.target_cpu_limit, label="--target-cpu-limit")
+        try:
+            limit.create()
+            for pid in self.opts.target_pids:
+                limit.apply(pid)
+        except BaseException:
+            limit.remove()
+            raise
+        return limit
 
     # ------------------------------------------------------------------ the run
 
@@ -81,6 +98,8 @@ class Runner:
             self.sampler.stop()
             for child in self.children:
                 child.kill_group()  # no orphans, whatever happened above
+            if self.cpu_limit is not None:
+                self.cpu_limit.remove()  # --target-pid processes go back where they came from
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
@@ -99,6 +118,14 @@ class Runner:
             self.target_child, self.url, self.admin_token = target.child, target.url, target.admin_token
             self.sampler.watch(target.child.pid, "target")
             self.printer.say(f"gala run: built-in target on {self.url} (log: target.log)")
+            if self.cpu_limit is not None:
+                try:
+                    self.cpu_limit.apply(target.child.pid)
+                except CpuLimitError as exc:
+                    raise TargetError(str(exc)) from None
+        if self.cpu_limit is not None:
+            rec = self.cpu_limit.record()
+            self.printer.say(f"gala run: target limited to {rec.cores:g} core(s) ({rec.mechanism} {rec.cgroup})")
         for pid in self.opts.target_pids:
             self.sampler.watch(pid, "target")
             try:
@@ -262,6 +289,7 @@ class Runner:
                 "injected_faults": [*sc.target.inject, *self.opts.inject] if self.builtin else [],
                 **({"cores_per_node": self.opts.target_cores_per_node}
                    if self.opts.target_cores_per_node is not None else {}),
+                **(self.cpu_limit.record().as_run_json() if self.cpu_limit is not None else {}),
             },
             "started_at": iso_utc(self.created_at),
             "phases": merge_phases(self.planned, None),
