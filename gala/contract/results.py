@@ -96,6 +96,17 @@ class DegradedEvent(_Model):
     detail: str = ""
 
 
+class MachineInfo(_Model):
+    """The machine the run measured on, and its speed reference at the run's start and end
+    (loadtests/orchestrator/speed.py: work units per CPU-second, with their spread)."""
+
+    hostname: str = ""
+    cpus: int | None = None
+    cpu_model: str = ""
+    speed_ref_start: dict | None = None
+    speed_ref_end: dict | None = None
+
+
 class RunInfo(_Model):
     """`run.json`."""
 
@@ -115,6 +126,7 @@ class RunInfo(_Model):
     duration_s: float | None = None
     phases: list[PhaseRecord]
     generator: GeneratorInfo = Field(default_factory=GeneratorInfo)
+    machine: MachineInfo = Field(default_factory=MachineInfo)
     versions: dict[str, str] = Field(default_factory=dict)
     audit: AuditSummary = Field(default_factory=AuditSummary)
     command: list[str] = Field(default_factory=list)

@@ -24,6 +24,7 @@ from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
 from loadtests.orchestrator.outcome import display_path, generator_mode, print_report, run_status
+from loadtests.orchestrator import speed
 from loadtests.orchestrator.procs import Child
 from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
 from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin
@@ -57,6 +58,8 @@ class Runner:
         self.t0: float | None = None
         self.t_end: float | None = None
         self.created_at = time.time()
+        self.speed_start: speed.SpeedRef | None = None
+        self.speed_end: speed.SpeedRef | None = None
         self.cpu_limit = self._limit_cpu()  # before the folder: what cannot be limited is bad input
         self.run_dir = create_run_dir(opts.out, self.sc.name, self.sc.source_path, self.created_at)
 
@@ -82,6 +85,7 @@ class Runner:
         try:
             self._write_info("running")
             self.printer.say(f"gala run: scenario {self.sc.name}, results in {self.run_dir}")
+            self.speed_start = speed.measure()  # before the load: the machine's speed as the run begins
             try:
                 self._start_target()
             except TargetError as exc:
@@ -297,6 +301,10 @@ class Runner:
                           "processes": 1 + self.opts.workers + self.opts.remote_workers, "workers": self.opts.workers or self.opts.remote_workers,
                           "locust_version": versions()["locust"], "hostname": socket.gethostname()},
             "versions": versions(),
+            "machine": {"hostname": socket.gethostname(), "cpus": os.cpu_count(),
+                        "cpu_model": self.speed_start.cpu_model if self.speed_start else "",
+                        "speed_ref_start": self.speed_start.as_run_json() if self.speed_start else None,
+                        "speed_ref_end": self.speed_end.as_run_json() if self.speed_end else None},
             "command": self.opts.command,
         }
 
@@ -305,6 +313,7 @@ class Runner:
 
     def _finish(self, audit: dict[str, Any]) -> RunOutcome:
         self.sampler.stop()
+        self.speed_end = speed.measure()  # after the load: a core's speed drifts within minutes here
         phases_json = read_json(self.run_dir / "phases.json")
         t0 = self.t0 or getattr(self, "launched_at", self.created_at)
         t_end = self.t_end or time.time()
