@@ -44,6 +44,8 @@ class USLFit(_Result):
     axis: Literal["concurrency", "nodes"] = "nodes"
     n_star: float | None = None  # N of peak throughput, sqrt((1 - sigma) / kappa) when kappa > 0
     x_max_rps: float | None = None  # throughput at n_star (or lambda/sigma as N -> inf when kappa = 0)
+    # "nls": least squares on throughput (R usl, usl4j); "relative": on relative residuals
+    method: Literal["nls", "relative"] = "nls"
 
 
 class PhaseLoad(_Result):

@@ -17,6 +17,7 @@ examples:
   gala run --host http://127.0.0.1:8080 --target-pid 4242 --scenario my.yaml
                                              your own system on loopback, its CPU sampled
   gala run --workers 2                       a Locust master and 2 worker processes on this machine
+  gala run --target-cpu-limit 0.25           the built-in target held to a quarter core: a node to saturate
   gala run --budgets budgets.yaml --abort-on-fail
                                              CI: the gate's exit code; stop early once a budget is broken
   gala run --web-ui                          watch in Locust's web UI on http://127.0.0.1:8089
@@ -61,6 +62,10 @@ def register(sub) -> None:
     t.add_argument("--target-cores-per-node", type=float, metavar="C",
                    help="cores of each node behind --host, recorded in run.json so the plan scales a staging "
                         "node to the night's node shape (default: unknown; one staging node = one night node)")
+    t.add_argument("--target-cpu-limit", type=float, metavar="CORES",
+                   help="confine the target (the built-in one, or each --target-pid process and its children) to "
+                        "CORES cores with a cgroup CPU quota: a small node this machine's generator can saturate; "
+                        "recorded in run.json (needs a writable cgroup v2 with the cpu controller, or v1 cpu: root)")
     t.add_argument("--target-config", type=Path, metavar="FILE", help="configuration for the built-in target")
     t.add_argument("--inject", action="append", default=[], metavar="LINK:KIND=VALUE",
                    help="a fault for the built-in target: LINK:latency=MS, LINK:errors=RATIO or LINK:stall=S; repeatable")
@@ -172,6 +177,7 @@ def main(args) -> int:
     outcome = run(RunOptions(
         scenario=args.scenario or DEFAULT_SCENARIO, host=args.host, target_pids=args.target_pid,
         target_nodes=args.target_nodes, target_cores_per_node=args.target_cores_per_node,
+        target_cpu_limit=args.target_cpu_limit,
         out=args.out, duration_scale=args.duration_scale, seed=args.seed,
         workers=args.workers, remote_workers=args.remote_workers, master_bind_port=args.master_bind_port,
         workers_wait_s=args.workers_wait,

@@ -51,6 +51,13 @@ class TargetInfo(_Model):
     nodes: int = 1
     processes: int = 1
     injected_faults: list[str] = Field(default_factory=list)
+    # `gala run --target-cpu-limit`: the target confined to a fraction of a core (node emulation)
+    cpu_limit_cores: float | None = None
+    cpu_limit_mechanism: Literal["cgroup-v2", "cgroup-v1"] | None = None
+    cpu_limit_cgroup: str | None = None  # the cgroup it ran in (removed after the run)
+    cpu_limit_periods: int | None = None  # CFS periods in which the target ran ...
+    cpu_limit_throttled_periods: int | None = None  # ... and in which it used up its quota
+    cpu_limit_throttled_s: float | None = None  # time it waited for its quota
 
 
 class PhaseRecord(_Model):
@@ -89,6 +96,17 @@ class DegradedEvent(_Model):
     detail: str = ""
 
 
+class MachineInfo(_Model):
+    """The machine the run measured on, and its speed reference at the run's start and end
+    (loadtests/orchestrator/speed.py: work units per CPU-second, with their spread)."""
+
+    hostname: str = ""
+    cpus: int | None = None
+    cpu_model: str = ""
+    speed_ref_start: dict | None = None
+    speed_ref_end: dict | None = None
+
+
 class RunInfo(_Model):
     """`run.json`."""
 
@@ -108,6 +126,7 @@ class RunInfo(_Model):
     duration_s: float | None = None
     phases: list[PhaseRecord]
     generator: GeneratorInfo = Field(default_factory=GeneratorInfo)
+    machine: MachineInfo = Field(default_factory=MachineInfo)
     versions: dict[str, str] = Field(default_factory=dict)
     audit: AuditSummary = Field(default_factory=AuditSummary)
     command: list[str] = Field(default_factory=list)

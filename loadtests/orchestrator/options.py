@@ -23,6 +23,7 @@ class RunOptions:
     target_pids: list[int] = field(default_factory=list)
     target_nodes: int = 1
     target_cores_per_node: float | None = None
+    target_cpu_limit: float | None = None  # cores: the target confined by a cgroup (node emulation)
     out: Path = Path("results")
     duration_scale: float = 1.0
     seed: int | None = None
@@ -85,6 +86,9 @@ def check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
         raise InputError("--otel: the OpenTelemetry SDK is not installed; pip install 'gala[otel]' "
                          "(or opentelemetry-sdk and an exporter)")
     url = opts.host or (None if sc.target.builtin else sc.target.url)
+    if opts.target_cpu_limit is not None and url is not None and not opts.target_pids:
+        raise InputError("--target-cpu-limit: limits the built-in target or the --target-pid processes; "
+                         "with --host, name your target's processes with --target-pid")
     if url is not None:
         require_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
         if opts.target_config or opts.inject:

@@ -20,9 +20,11 @@ from gala.contract.atomic import write_csv_atomic, write_json_atomic
 from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
 from loadtests.orchestrator import generator as gen
 from loadtests.orchestrator.cpu import CpuSampler, generator_load, latest_percent
+from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
 from loadtests.orchestrator.outcome import display_path, generator_mode, print_report, run_status
+from loadtests.orchestrator import speed
 from loadtests.orchestrator.procs import Child
 from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
 from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin
@@ -57,7 +59,25 @@ class Runner:
         self.t0: float | None = None
         self.t_end: float | None = None
         self.created_at = time.time()
+        self.speed_start: speed.SpeedRef | None = None
+        self.speed_end: speed.SpeedRef | None = None
+        self.cpu_limit = self._limit_cpu()  # before the folder: what cannot be limited is bad input
         self.run_dir = create_run_dir(opts.out, self.sc.name, self.sc.source_path, self.created_at)
+
+    def _limit_cpu(self) -> CpuLimit | None:
+        """--target-cpu-limit: the cgroup made, and the --target-pid processes in it (the built-in
+        target joins when it starts); its children, then and later, are limited with it."""
+        if self.opts.target_cpu_limit is None:
+            return None
+        limit = CpuLimit(self.opts.target_cpu_limit, label="--target-cpu-limit")
+        try:
+            limit.create()
+            for pid in self.opts.target_pids:
+                limit.apply(pid)
+        except BaseException:
+            limit.remove()
+            raise
+        return limit
 
     # ------------------------------------------------------------------ the run
 
@@ -66,6 +86,7 @@ class Runner:
         try:
             self._write_info("running")
             self.printer.say(f"gala run: scenario {self.sc.name}, results in {self.run_dir}")
+            self.speed_start = speed.measure()  # before the load: the machine's speed as the run begins
             try:
                 self._start_target()
             except TargetError as exc:
@@ -82,6 +103,8 @@ class Runner:
             self.sampler.stop()
             for child in self.children:
                 child.kill_group()  # no orphans, whatever happened above
+            if self.cpu_limit is not None:
+                self.cpu_limit.remove()  # --target-pid processes go back where they came from
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
@@ -100,6 +123,14 @@ class Runner:
             self.target_child, self.url, self.admin_token = target.child, target.url, target.admin_token
             self.sampler.watch(target.child.pid, "target")
             self.printer.say(f"gala run: built-in target on {self.url} (log: target.log)")
+            if self.cpu_limit is not None:
+                try:
+                    self.cpu_limit.apply(target.child.pid)
+                except CpuLimitError as exc:
+                    raise TargetError(str(exc)) from None
+        if self.cpu_limit is not None:
+            rec = self.cpu_limit.record()
+            self.printer.say(f"gala run: target limited to {rec.cores:g} core(s) ({rec.mechanism} {rec.cgroup})")
         for pid in self.opts.target_pids:
             self.sampler.watch(pid, "target")
             try:
@@ -277,6 +308,7 @@ class Runner:
                 "injected_faults": [*sc.target.inject, *self.opts.inject] if self.builtin else [],
                 **({"cores_per_node": self.opts.target_cores_per_node}
                    if self.opts.target_cores_per_node is not None else {}),
+                **(self.cpu_limit.record().as_run_json() if self.cpu_limit is not None else {}),
             },
             "started_at": iso_utc(self.created_at),
             "phases": merge_phases(self.planned, None),
@@ -284,6 +316,10 @@ class Runner:
                           "processes": 1 + self.opts.workers + self.opts.remote_workers, "workers": self.opts.workers or self.opts.remote_workers,
                           "locust_version": versions()["locust"], "hostname": socket.gethostname()},
             "versions": versions(),
+            "machine": {"hostname": socket.gethostname(), "cpus": os.cpu_count(),
+                        "cpu_model": self.speed_start.cpu_model if self.speed_start else "",
+                        "speed_ref_start": self.speed_start.as_run_json() if self.speed_start else None,
+                        "speed_ref_end": self.speed_end.as_run_json() if self.speed_end else None},
             "command": self.opts.command,
         }
 
@@ -292,6 +328,7 @@ class Runner:
 
     def _finish(self, audit: dict[str, Any]) -> RunOutcome:
         self.sampler.stop()
+        self.speed_end = speed.measure()  # after the load: a core's speed drifts within minutes here
         phases_json = read_json(self.run_dir / "phases.json")
         t0 = self.t0 or getattr(self, "launched_at", self.created_at)
         t_end = self.t_end or time.time()
