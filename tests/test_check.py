@@ -56,6 +56,13 @@ def test_feb1_with_its_budgets_and_spec_passes_and_prints_the_plan():
     assert lines[-1].startswith("gala check: OK")
 
 
+def test_class_paths_are_found_from_any_working_directory(tmp_path):
+    # gala's own users are in an installed (editable) package: found through Python's finders, not imported
+    proc = subprocess.run([sys.executable, "-m", "gala", "check", str(DEFAULT_SCENARIO)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_check_stays_out_of_pandas_scipy_and_locust():
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "gala", "check", str(DEFAULT_SCENARIO),
                            "--budgets", str(FEB1_BUDGETS), "--spec", str(SPEC)],

@@ -118,6 +118,7 @@ def p95_chart(a: Run, b: Run) -> bytes | None:
     """Both runs' per-second p95 per link, one panel per link (PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     links = [l for l in dict.fromkeys([*a.info.links, *b.info.links])
              if (a.timeseries["link"] == l).any() or (b.timeseries["link"] == l).any()]
@@ -125,8 +126,10 @@ def p95_chart(a: Run, b: Run) -> bytes | None:
         return None
     fig = Figure(figsize=(8.0, 1.9 * len(links) + 0.6))
     FigureCanvasAgg(fig)
+    first = None
     for i, link in enumerate(links):
-        ax = fig.add_subplot(len(links), 1, i + 1)
+        ax = fig.add_subplot(len(links), 1, i + 1, sharex=first)
+        first = first or ax
         for run, label, color in ((a, "A", "#2e86c1"), (b, "B", "#c0392b")):
             ts = run.timeseries[run.timeseries["link"] == link]
             ax.plot(ts["t_s"], ts["p95_ms"], color=color, lw=1.2, label=f"{label}: {run.run_id}")
@@ -135,6 +138,9 @@ def p95_chart(a: Run, b: Run) -> bytes | None:
                 ax.axvline(p.started_s, color="#95a5a6", lw=0.8, ls=":")
         ax.set_ylabel(f"{link}\np95 ms")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         if i == 0:
             ax.legend(fontsize=7, loc="upper right")
     ax.set_xlabel("seconds since the run started (dotted: A's phase starts)")

@@ -9,7 +9,7 @@ notes (worth knowing, harmless). Pure: reads a loaded `Scenario`.
 from __future__ import annotations
 
 import ast
-import sys
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,21 +80,38 @@ def plan_findings(sc: Scenario) -> Findings:
 
 
 def _module_source(dotted: str, dirs: list[str]) -> Path | None:
-    """The file of a module, found without importing it (a user's locustfile would bring Locust in)."""
+    """The file of a module, found without importing it (a user's locustfile would bring Locust in):
+    beside the scenario or in the working directory (Locust's process has both on its path), else through
+    Python's own finders for the top-level package (an installed or editable package), then its folders."""
     parts = dotted.split(".")
-    for d in dirs:
-        base = Path(d or ".").joinpath(*parts)
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
-    return None
+
+    def within(roots: list[str], names: list[str]) -> Path | None:
+        for root in roots:
+            base = Path(root or ".").joinpath(*names)
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    found = within(dirs, parts)
+    if found is not None:
+        return found
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: found, not imported
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if len(parts) == 1:
+        return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    return within(list(spec.submodule_search_locations or []), parts[1:])
 
 
 def _class_paths(sc: Scenario) -> list[str]:
     """A `class_path` whose module cannot be found (beside the scenario or on sys.path), or whose module
     neither defines nor imports the class: a fault now, not a Locust that fails to start."""
     dirs = [str(sc.source_path.parent)] if sc.source_path else []
-    dirs += sys.path
+    dirs.append(str(Path.cwd()))
     faults = []
     for name, u in sc.users.items():
         if u.class_path is None:
