@@ -47,9 +47,12 @@ def users_scale_for(scenario_path: Path, users: int | None) -> float | None:
         return None
     if users < 1:
         raise InputError(f"-u/--users: expected a count >= 1, got {users}")
-    from loadtests.scenario import load_scenario
+    from loadtests.scenario.load import scenario_faults
 
-    peak = load_scenario(scenario_path).peak_users
+    sc, faults = scenario_faults(scenario_path)
+    if faults:
+        return None  # the checks list every fault of the file; there is nothing to scale yet
+    peak = sc.peak_users
     if peak < 1:
         raise InputError(f"-u/--users: {scenario_path} runs no users to scale")
     return users / peak

@@ -10,7 +10,8 @@ stats plugin's own tables, so a scrape shows the same numbers the results folder
     gala_phase_active{phase}                   1 while the phase runs
     gala_intended_rps{link}                    the rate the scenario asks of the link now
     gala_achieved_rps{link}                    the link's requests in the last complete second
-    gala_generator_cpu_percent{process}        CPU of each Locust process (local/master, and workers)
+    gala_generator_cpu_percent{process}        CPU of each Locust process (local/master since the last scrape;
+                                               workers as they last reported it to the master)
     gala_run_seconds                           seconds since the test started
 
 `exposition.METRIC_NAMES` lists them (a dashboard test checks it names nothing else). Runs inside Locust
@@ -20,7 +21,9 @@ stats plugin's own tables, so a scrape shows the same numbers the results folder
 from __future__ import annotations
 
 import logging
+import time
 
+import psutil
 from gevent.pywsgi import WSGIServer
 from locust.runners import MasterRunner
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -36,6 +39,17 @@ class GalaCollector:
     def __init__(self, environment, stats) -> None:
         self.env, self.stats = environment, stats
         self.plans = stats.scenario.planned_phases()
+        self.process = psutil.Process()
+        self._cpu_mark = (self.process.create_time(), 0.0)  # (wall time, CPU seconds) at the last scrape
+
+    def own_cpu_percent(self) -> float:
+        """This process's CPU since the previous scrape (the first: since it started), 100 = one core.
+        Locust's own figure is refreshed only every 5 s, so a short run would show 0."""
+        now, t = time.time(), self.process.cpu_times()
+        cpu = t.user + t.system
+        then, cpu_then = self._cpu_mark
+        self._cpu_mark = (now, cpu)
+        return 100.0 * (cpu - cpu_then) / max(now - then, 1e-3)
 
     def collect(self):
         stats, runner = self.stats, self.env.runner
@@ -79,7 +93,7 @@ class GalaCollector:
 
         cpu = GaugeMetricFamily("gala_generator_cpu_percent", "CPU of each Locust process (100 = one core)",
                                 labels=["process"])
-        cpu.add_metric(["master" if isinstance(runner, MasterRunner) else "local"], float(runner.current_cpu_usage))
+        cpu.add_metric(["master" if isinstance(runner, MasterRunner) else "local"], self.own_cpu_percent())
         if isinstance(runner, MasterRunner):
             for client in list(runner.clients.values()):
                 cpu.add_metric([f"worker:{client.id}"], float(client.cpu_usage))
