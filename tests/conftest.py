@@ -8,13 +8,49 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 GALA = [sys.executable, "-m", "gala"]
+REDIS_URL = os.environ.get("GALA_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def redis_absent(url: str = REDIS_URL) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers PING."""
+    try:
+        import redis
+    except ImportError as exc:
+        return f"redis-py is not installed ({exc})"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        return f"Redis at {url} does not answer ({exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the multi-process target tests use; skipped, with the reason, only where none answers."""
+    reason = redis_absent()
+    if reason:
+        pytest.skip(f"{reason}: the multi-process target over Redis cannot be tested here")
+    return REDIS_URL
+
+
+# Ways to run the target in tests: one in-memory process, or two processes sharing Redis.
+STORES = ["memory", "redis-2"]
+
+
+def store_args(kind: str, request) -> tuple[str, ...]:
+    """`gala target serve` options for a store kind (requests the redis_url fixture when needed)."""
+    if kind == "memory":
+        return ()
+    return ("--processes", kind.split("-")[1], "--store", request.getfixturevalue("redis_url"))
 
 
 @dataclass
@@ -23,10 +59,17 @@ class TargetProcess:
     admin_token: str
     proc: subprocess.Popen
     log_path: Path
+    announced: list[str] = field(default_factory=list)  # stdout lines after the first (token, processes)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The worker processes of a multi-process target (from its `processes: N ... (pids ...)` line)."""
+        line = next((x for x in self.announced if x.startswith("processes:")), "")
+        return [int(p) for p in line.rpartition("(pids ")[2].rstrip(")").split()] if line else []
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -38,14 +81,15 @@ class TargetProcess:
                 self.proc.wait(timeout=5)
 
 
-def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0) -> TargetProcess:
-    """Start `gala target serve --port 0` and wait for its first line, the URL it serves on."""
+def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0, preexec_fn=None) -> TargetProcess:
+    """Start `gala target serve --port 0` and wait for its first line, the URL it serves on
+    (and, for a multi-process target, its `processes:` line)."""
     token = "admin-" + secrets.token_hex(8)
     log_path = log_dir / f"target-{secrets.token_hex(3)}.log"
     env = dict(os.environ, GALA_ADMIN_TOKEN=token, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [*GALA, "target", "serve", "--host", "127.0.0.1", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True, env=env, cwd=REPO,
+        stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True, env=env, cwd=REPO, preexec_fn=preexec_fn,
     )
     deadline = time.monotonic() + timeout_s
     line = ""
@@ -57,7 +101,13 @@ def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0) -> TargetP
         proc.kill()
         raise RuntimeError(f"target did not start: first line {line!r}; log: {log_path.read_text()[-2000:]}")
     url = line.strip().split()[-1]
-    return TargetProcess(url=url, admin_token=token, proc=proc, log_path=log_path)
+    announced = []
+    if "--store" in extra:
+        while not announced or not announced[-1].startswith("processes:"):
+            announced.append(proc.stdout.readline().strip())
+            if not announced[-1]:  # stdout closed: the target died
+                break
+    return TargetProcess(url=url, admin_token=token, proc=proc, log_path=log_path, announced=announced)
 
 
 @pytest.fixture
@@ -65,8 +115,8 @@ def target_factory(tmp_path):
     """Call it with `gala target serve` options; every target started is stopped after the test."""
     started: list[TargetProcess] = []
 
-    def factory(*extra: str) -> TargetProcess:
-        t = start_target(*extra, log_dir=tmp_path)
+    def factory(*extra: str, **kw) -> TargetProcess:
+        t = start_target(*extra, log_dir=tmp_path, **kw)
         started.append(t)
         return t
 

@@ -159,6 +159,12 @@ class RedisStore(Store):
         try:
             return await coro
         except _UNAVAILABLE as exc:
+            # The idle pooled connections are as dead as this one: drop them, so that once Redis is
+            # back each request opens a fresh one instead of failing once on a stale socket.
+            try:
+                await self.client.connection_pool.disconnect(inuse_connections=False)
+            except Exception:  # noqa: BLE001 - best effort; the 503 below is the answer either way
+                pass
             raise StoreUnavailable(f"the store did not answer ({type(exc).__name__})") from None
         except ResponseError as exc:
             if str(exc).startswith(("LOADING", "MASTERDOWN", "MISCONF", "BUSY")):
