@@ -191,7 +191,9 @@ def test_audit_catches_a_corrupted_store(target_factory, tmp_path, redis_url):
 
 
 def test_no_worker_outlives_its_supervisor(tmp_path, redis_url):
-    t = start_target("--config", _config(tmp_path), "--processes", "2", "--store", redis_url, log_dir=tmp_path)
+    run_id = "orphan-" + secrets.token_hex(4)
+    t = start_target("--config", _config(tmp_path), "--processes", "2", "--store", redis_url, "--run-id", run_id,
+                     log_dir=tmp_path)
     workers = t.worker_pids
     assert len(workers) == 2 and TargetClient(t.url).call("GET", "/healthz")[0] == 200
     t.proc.kill()  # kill -9 the supervisor: the workers get SIGTERM from the kernel (parent-death signal)
@@ -200,6 +202,8 @@ def test_no_worker_outlives_its_supervisor(tmp_path, redis_url):
     while time.monotonic() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.05)
     assert not any(_alive(p) for p in workers), workers
+    r = redis.Redis.from_url(redis_url)  # a supervisor killed with -9 cannot tidy up: the test does
+    r.delete(*r.scan_iter(prefix_for(run_id) + "*"))
 
 
 def _alive(pid: int) -> bool:
