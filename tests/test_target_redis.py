@@ -60,16 +60,22 @@ def test_unreachable_store_exits_2_naming_the_url():
     assert len(lines) == 1 and url in lines[0] and "Traceback" not in proc.stderr, proc.stderr
 
 
+def _start_load(t, n_users: int, seconds: float):
+    """Users, a rich drop, and a bounded load running in a thread (started); the fault comes 1.5 s in."""
+    users = make_users(t.url, n_users)
+    assert TargetClient(t.url, t.admin_token).call(
+        "POST", "/admin/drop", {"pool_fen": 10**9, "duration_s": 600, "envelope_odds": 0.4})[0] == 200
+    log = LoadLog()
+    load = threading.Thread(target=run_load, args=(t.url, users, seconds, log))
+    load.start()
+    time.sleep(1.5)
+    return users, log, load
+
+
 def test_kill_9_of_one_worker_under_load(target_factory, tmp_path, redis_url):
     t = target_factory("--config", _config(tmp_path), "--processes", "2", "--store", redis_url)
     assert len(t.worker_pids) == 2
-    admin = TargetClient(t.url, t.admin_token)
-    users = make_users(t.url, 120)
-    assert admin.call("POST", "/admin/drop", {"pool_fen": 10**9, "duration_s": 600, "envelope_odds": 0.4})[0] == 200
-    log = LoadLog()
-    load = threading.Thread(target=run_load, args=(t.url, users, 4.0, log))
-    load.start()
-    time.sleep(1.5)
+    users, log, load = _start_load(t, 120, 4.0)
     victim = t.worker_pids[0]
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
@@ -124,12 +130,7 @@ def test_redis_restart_under_load(target_factory, tmp_path, own_redis):
     url, procs, start = own_redis
     t = target_factory("--config", _config(tmp_path), "--processes", "2", "--store", url)
     admin = TargetClient(t.url, t.admin_token)
-    users = make_users(t.url, 80)
-    assert admin.call("POST", "/admin/drop", {"pool_fen": 10**9, "duration_s": 600, "envelope_odds": 0.4})[0] == 200
-    log = LoadLog()
-    load = threading.Thread(target=run_load, args=(t.url, users, 6.0, log))
-    load.start()
-    time.sleep(1.5)
+    users, log, load = _start_load(t, 80, 6.0)
     procs[0].kill()  # SIGKILL: no goodbye, only what the append-only file holds
     procs[0].wait(timeout=5)
     down_at = time.monotonic()
