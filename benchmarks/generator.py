@@ -33,6 +33,8 @@ import pandas as pd
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from loadtests.orchestrator.generator import LOCUSTFILE, locust_argv  # noqa: E402
 
 BARE_LOCUSTFILE = """
 from locust import FastHttpUser, between, constant_throughput, task
@@ -74,7 +76,7 @@ seed: 1
 target: {{url: builtin}}
 links: {{grab: {{}}, setup: {{critical: false}}}}
 users:
-  GrabUser: {{class_path: "loadtests.users.gala:GrabUser", rate_per_s: 1, pacing: poisson,
+  GrabUser: {{class_path: "loadtests.locust_plugin.users.gala:GrabUser", rate_per_s: 1, pacing: poisson,
               link_shares: {{grab: 1}}, params: {{friends: 0}}}}
 phases:
   - {{name: steady, duration_s: {seconds}, users: {{GrabUser: {users}}}, spawn_rate: {spawn_rate}}}
@@ -165,17 +167,20 @@ def run(kind: str, users: int, seconds: float, latency_ms: float, workdir: Path,
     else:
         sc = workdir / f"{name}.yaml"
         sc.write_text(GALA_SCENARIO.format(seconds=seconds, users=users, spawn_rate=spawn_rate))
-        args = ["-f", "loadtests/locustfile.py", "--scenario", str(sc), "--gala-out", str(out)]
     plugin = workdir / "bench_window.py"
     plugin.write_text(WINDOW_PLUGIN)
-    args[1] = f"{args[1]},{plugin}"
+    if kind in BARE_WAITS:
+        args[1] = f"{args[1]},{plugin}"
+        cmd = [sys.executable, "-m", "locust", *args, "--headless", "--host", host, "--csv", str(out / "locust"),
+               "--only-summary", "--stop-timeout", "0"]
+    else:  # gala's locustfile, as gala runs it (the one argv builder), with the window plugin beside it
+        cmd = locust_argv(scenario=sc, host=host, out=out, locustfile=f"{LOCUSTFILE},{plugin}",
+                          extra=["--stop-timeout", "0"])
     time.sleep(1.0)
     t0 = time.time()
     ramp_s = users / spawn_rate + 3.0  # steady window: after the ramp, until 2 s before the end
     window = (t0 + ramp_s, t0 + seconds - 2.0)
     env = dict(os.environ, BENCH_W0=str(window[0]), BENCH_W1=str(window[1]), BENCH_OUT=str(out / "window.json"))
-    cmd = [sys.executable, "-m", "locust", *args, "--headless", "--host", host, "--csv", str(out / "locust"),
-           "--only-summary", "--stop-timeout", "0"]
     with open(out / "locust.log", "w") as log:
         locust = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     _pin(locust, 1)

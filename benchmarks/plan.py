@@ -15,7 +15,7 @@ import numpy as np
 from capacity_model.contracts import LatencyBudget, RedundancySpec, UncertaintySpec
 from capacity_model.planner import declared_mix, hold, make_plan
 from capacity_model.spec import load_spec
-from capacity_model.synthetic import synthetic_measurements
+from synth_measurements import synthetic_measurements
 
 
 def scenario(links: int, services: int, phases: int, seed: int):

@@ -33,6 +33,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from loadtests.target import launch  # noqa: E402
 from loadtests.target.client import TargetClient  # noqa: E402
 
 BENCH_CONFIG = """\
@@ -43,17 +44,12 @@ card_caps: {}
 
 
 def start_target(core: int | None, extra: list[str]) -> tuple[subprocess.Popen, str, str]:
-    cfg = Path(tempfile.mkdtemp(prefix="gala-bench-")) / "bench.yaml"
-    cfg.write_text(BENCH_CONFIG)
-    token = "bench-admin"
+    """The built-in target, started the one way gala does (pinned to `core` unless None): (process, URL, admin token)."""
+    folder = Path(tempfile.mkdtemp(prefix="gala-bench-"))
+    (folder / "bench.yaml").write_text(BENCH_CONFIG)
     pin = ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
-    proc = subprocess.Popen([*pin, sys.executable, "-m", "gala", "target", "serve", "--port", "0", "--config", str(cfg), *extra],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ, GALA_ADMIN_TOKEN=token))
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise SystemExit(f"target did not start: {line!r}")
-    return proc, line.split()[-1], token
+    t = launch.start(folder / "target.log", config=folder / "bench.yaml", extra=extra, prefix=pin, admin_token="bench-admin")
+    return t.proc, t.url, t.admin_token
 
 
 def setup_world(url: str, users: int) -> tuple[list[tuple[int, str]], dict[int, list[int]]]:

@@ -1,8 +1,8 @@
 """The capacity model's entry point: results folders in, a plan and its report out.
 
 `plan_run` is what `gala plan` and the end of `gala run` call. Exit code 0 when the node budget
-covers every link, 3 when it cannot (the plan then says which links are short); bad input raises
-`gala.errors.InputError` (exit 2 in the CLI).
+covers every link, 3 (ExitCode.NODE_BUDGET_SHORT) when it cannot (the plan then says which links are short); bad input raises
+`gala.contract.errors.InputError` (exit 2 in the CLI).
 """
 
 from __future__ import annotations
@@ -19,11 +19,7 @@ from capacity_model.report import ReportInputs, headline, write_report
 from capacity_model.runs import RunSet, measure, read_runs
 from capacity_model.spec import load_spec
 from capacity_model.validate import Validation, validate
-from gala.errors import InputError
-
-EXIT_OK = 0
-EXIT_SHORT = 3  # the node budget cannot cover every link
-
+from gala.contract.errors import ExitCode, InputError
 
 @dataclass
 class PlanOutcome:
@@ -72,7 +68,7 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
                                         validation=validation), out)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the report there ({exc.strerror or exc})") from None
-    code = EXIT_OK if plan.allocation.feasible else EXIT_SHORT
+    code = int(ExitCode.OK if plan.allocation.feasible else ExitCode.NODE_BUDGET_SHORT)
     return PlanOutcome(exit_code=code, headline=headline(plan), out_dir=out, plan=plan, warnings=list(runset.notes),
                        validation=validation)
 

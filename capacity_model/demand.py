@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from capacity_model.contracts import BASELINE, DemandFit
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 COLLINEAR_CORR = 0.98
 # a column-scaled design worse conditioned than this has a near-null direction worth naming

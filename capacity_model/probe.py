@@ -18,7 +18,7 @@ import pandas as pd
 
 from capacity_model.contracts import CapacitySpec, LatencyBudget, USLFit, finite_or_none, percentile_column
 from capacity_model.usl import fit_usl
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 MAX_ERROR_RATIO = 0.01   # assumed: a step failing more than 1% of requests is past the knee
 MIN_ACHIEVED_RATIO = 0.9  # a knee below this share of its intended rate is said to be generator-limited

@@ -1,15 +1,11 @@
 """The plan's report: `report.md`, a self-contained `report.html`, `allocation.csv` and `plan.json`.
 
-The report is built once as a list of blocks (headings, paragraphs, lists, tables, charts) and
-rendered twice: Markdown (charts as PNG files beside it, under `charts/`) and HTML (the same charts
-embedded as base64 PNG, no external link, so the file can be mailed or attached to a ticket).
+The report is built once as blocks (gala.contract.document) section by section, and rendered as
+Markdown (charts as PNG files beside it, under `charts/`) and as one self-contained HTML page.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,40 +15,9 @@ from capacity_model import charts
 from capacity_model.contracts import Measurements, Plan, WhatIf
 from capacity_model.probe import ProbeResult
 from capacity_model.validate import Validation, cpu_frame, latency_frame
-
-
-# ---------------------------------------------------------------------------- blocks
-
-@dataclass
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass
-class Para:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    frame: pd.DataFrame
-    index: bool = False
-
-
-@dataclass
-class Chart:
-    name: str
-    caption: str
-    png: bytes
-
-
-Block = Heading | Para | Bullets | Table | Chart
+from gala.contract.atomic import write_bytes_atomic, write_csv_atomic, write_text_atomic
+from gala.contract.document import (Block, Bullets, Chart, Heading, Para, Table, ms, num, pct, render_html,
+                                    render_markdown)
 
 
 @dataclass
@@ -63,27 +28,6 @@ class ReportInputs:
     measurements: Measurements
     probes: dict[str, ProbeResult] = field(default_factory=dict)
     validation: Validation | None = None  # `gala plan --validate RUN`: the model against that run
-
-
-# ---------------------------------------------------------------------------- formatting
-
-def _num(x, digits: int = 3) -> str:
-    """A number for people: thousands separated, no exponent above 1e-3, `digits` significant figures."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    if isinstance(x, int) or abs(x) >= 10 ** (digits - 1) or float(x).is_integer():
-        return f"{round(x):,}"
-    if x == 0 or abs(x) < 1e-3:
-        return f"{x:.{digits}g}"
-    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:,.{max(digits - 1 - int(math.log10(abs(x))), 0)}f}"
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.0%}"
-
-
-def _ms(x) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:,.0f} ms"
 
 
 def whatif_verdict(w: WhatIf) -> str:
@@ -113,7 +57,7 @@ def _runs_section(plan: Plan, inputs: ReportInputs) -> list[Block]:
     items = [f"{rid} ({path})" for rid, path in zip(plan.run_ids, inputs.run_paths)]
     blocks: list[Block] = [Heading("Runs"), Para(f"Planned from {len(items)} run(s), measured on "
                                                   f"{m.measured_nodes} target node(s) of "
-                                                  f"{_num(m.measured_cores_per_node)} core(s):"), Bullets(items)]
+                                                  f"{num(m.measured_cores_per_node)} core(s):"), Bullets(items)]
     warnings = [n for n in m.notes if any(w in n for w in ("interrupted", "saturated", "degraded", "audit"))]
     if warnings:
         blocks += [Para("Warnings about the runs:"), Bullets(warnings)]
@@ -178,7 +122,7 @@ def _chart(pngs: dict, name: str) -> list[Block]:
 
 def _load_section(plan: Plan, pngs: dict) -> list[Block]:
     mix = plan.mix.frame().round(0).rename_axis("phase")
-    util = pd.DataFrame({s.link: {p.phase: _pct(p.utilization) for p in s.phases} for s in plan.sizing}
+    util = pd.DataFrame({s.link: {p.phase: pct(p.utilization) for p in s.phases} for s in plan.sizing}
                         ).rename_axis("phase")
     return [
         Heading("Load per phase at the peak"),
@@ -198,8 +142,8 @@ def _latency_section(plan: Plan, pngs: dict) -> list[Block]:
         rows.append({
             "link": s.link,
             "budget": f"p{s.budget.percentile:g} <= {s.budget.latency_ms:g} ms" if s.budget else "none",
-            "measured low-load": _ms(s.base_latency_ms),
-            "predicted (worst phase)": _ms(worst),
+            "measured low-load": ms(s.base_latency_ms),
+            "predicted (worst phase)": ms(worst),
             "within budget": "n/a" if s.budget is None or worst is None else
                              ("yes" if worst <= s.budget.latency_ms else "NO"),
             "feasible": "yes" if s.latency_feasible else "NO: the budget is below the measured low-load latency",
@@ -252,8 +196,8 @@ def _method_section(plan: Plan, inputs: ReportInputs) -> list[Block]:
 def _whatif_section(plan: Plan, pngs: dict) -> list[Block]:
     w = plan.feb1
     rows = [{
-        "link": h.link, "nodes (grab-only plan)": h.nodes, "worst utilization": _pct(h.worst_utilization),
-        "worst predicted latency": _ms(h.worst_latency_ms),
+        "link": h.link, "nodes (grab-only plan)": h.nodes, "worst utilization": pct(h.worst_utilization),
+        "worst predicted latency": ms(h.worst_latency_ms),
         "budget": f"p{h.budget.percentile:g} <= {h.budget.latency_ms:g} ms" if h.budget else "none",
         "overloaded": "YES" if h.overloaded else "no", "why": h.reason,
     } for h in w.links]
@@ -276,7 +220,7 @@ def validation_blocks(v: Validation, level: int = 2) -> list[Block]:
         Para(f"{v.headline()}. The demands and idle cores fitted on {', '.join(v.model_run_ids)} predict, at the "
              f"per-link rates {v.validated_run_id} measured in each phase, its target's busy cores "
              f"(U0 × {v.baseline_scale:g} + Σ req/s × demand) on its allocation of {v.allocation_nodes} node(s), "
-             f"{_num(v.allocation_cores)} core(s); and each planned link's percentile (measured low-load "
+             f"{num(v.allocation_cores)} core(s); and each planned link's percentile (measured low-load "
              f"percentile + M/M/c waiting time on those cores). Tolerance: CPU within max({t.cpu_cores:g} cores, "
              f"{t.cpu_relative:.0%}, {t.cpu_sigmas:g} standard errors of the difference), latency within "
              f"max({t.latency_ms:g} ms, {t.latency_relative:.0%}). "
@@ -322,73 +266,6 @@ def build(plan: Plan, inputs: ReportInputs) -> list[Block]:
     return blocks
 
 
-# ---------------------------------------------------------------------------- rendering
-
-def _md_cell(x) -> str:
-    text = _num(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(t: Table) -> str:
-    frame = t.frame.reset_index() if t.index else t.frame
-    if t.index and frame.columns[0] in ("index", None):
-        frame = frame.rename(columns={frame.columns[0]: ""})
-    head = "| " + " | ".join(map(_md_cell, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
-
-
-def render_markdown(blocks: list[Block]) -> str:
-    out = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text)
-        elif isinstance(b, Para):
-            out.append(b.text)
-        elif isinstance(b, Bullets):
-            out.append("\n".join(f"- {i}" for i in b.items))
-        elif isinstance(b, Table):
-            out.append(_md_table(b))
-        elif isinstance(b, Chart):
-            out.append(f"![{b.caption}](charts/{b.name}.png)")
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;margin:.5rem 0 1rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
-th{background:#f4f6f7}td:first-child,th:first-child{text-align:left}img{max-width:100%}
-figure{margin:1rem 0}figcaption{color:#555;font-size:.9rem}"""
-
-
-def _html_table(t: Table) -> str:
-    frame = t.frame.reset_index() if t.index else t.frame
-    head = "".join(f"<th>{html.escape(_md_cell(c) if c != 'index' else '')}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_md_cell(v))}</td>" for v in row) + "</tr>"
-                   for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def render_html(blocks: list[Block], title: str) -> str:
-    out = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            out.append(f"<p>{html.escape(b.text)}</p>")
-        elif isinstance(b, Bullets):
-            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, Table):
-            out.append(_html_table(b))
-        elif isinstance(b, Chart):
-            data = base64.b64encode(b.png).decode("ascii")
-            out.append(f'<figure><img alt="{html.escape(b.caption)}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{html.escape(b.caption)}</figcaption></figure>")
-    body = "\n".join(out)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
-
-
 # ---------------------------------------------------------------------------- files
 
 def allocation_csv(plan: Plan) -> pd.DataFrame:
@@ -403,19 +280,15 @@ def write_report(plan: Plan, inputs: ReportInputs, out_dir: Path) -> Path:
     chart_dir.mkdir(exist_ok=True)
     for b in blocks:
         if isinstance(b, Chart):
-            (chart_dir / f"{b.name}.png").write_bytes(b.png)
-    (out_dir / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+            write_bytes_atomic(chart_dir / f"{b.name}.png", b.png)
+    write_text_atomic(out_dir / "report.md", render_markdown(blocks))
     title = blocks[0].text if isinstance(blocks[0], Heading) else "capacity plan"
-    (out_dir / "report.html").write_text(render_html(blocks, title), encoding="utf-8")
-    allocation_csv(plan).to_csv(out_dir / "allocation.csv", index=False)
-    # a temporary file and a rename, as every results-folder writer does
-    tmp = out_dir / "plan.json.tmp"
-    tmp.write_text(plan.model_dump_json(indent=2), encoding="utf-8")
-    tmp.replace(out_dir / "plan.json")
+    write_text_atomic(out_dir / "report.html", render_html(blocks, title))
+    write_csv_atomic(out_dir / "allocation.csv", allocation_csv(plan))
     if inputs.validation is not None:
         v = inputs.validation
-        (out_dir / "validation.md").write_text(render_markdown(validation_blocks(v, 1)), encoding="utf-8")
-        tmp = out_dir / "validation.json.tmp"
-        tmp.write_text(v.model_dump_json(indent=2), encoding="utf-8")
-        tmp.replace(out_dir / "validation.json")
+        write_text_atomic(out_dir / "validation.md", render_markdown(validation_blocks(v, 1)))
+        write_text_atomic(out_dir / "validation.json", v.model_dump_json(indent=2))
+    # last: plan.json's presence says the plan folder is whole
+    write_text_atomic(out_dir / "plan.json", plan.model_dump_json(indent=2))
     return out_dir / "report.html"

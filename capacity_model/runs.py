@@ -18,8 +18,10 @@ import pandas as pd
 
 from capacity_model import probe
 from capacity_model.contracts import PERCENTILE_COLUMNS, CapacitySpec, Measurements
-from gala.errors import InputError
-from gala.results import ALL, Run, histogram_percentiles, load_run, merge_histograms
+from gala.contract.errors import InputError
+from gala.contract.phases import owners
+from gala.contract.histogram import histogram_percentiles, merge_histograms
+from gala.contract.results import ALL, Run, load_run
 
 # A run whose scenario name starts with this is a step-load probe: its steps give black-box
 # capacities, not the night's mix (see loadtests/scenarios/probe.yaml).
@@ -135,23 +137,10 @@ def _busy_cores(run: Run) -> pd.DataFrame:
 
 
 def _window_phase(run: Run, seconds: np.ndarray) -> np.ndarray:
-    """Phase of each second: the most recently started phase still running (results/README.md's rule)."""
-    out = np.full(len(seconds), "", dtype=object)
-    started = -np.inf * np.ones(len(seconds))
-    mid = seconds + 0.5
-    for ph in run.info.phases:
-        if ph.started_s is None:
-            continue
-        end = ph.ended_s if ph.ended_s is not None else np.inf
-        inside = (mid >= ph.started_s) & (mid < end) & (ph.started_s >= started)
-        out[inside] = ph.name
-        started[inside] = ph.started_s
-    # seconds outside every phase (ramp-down, tail) keep the phase the timeseries attributed
-    if (out == "").any():
-        by_sec = run.timeseries.groupby("t_s")["phase"].agg(lambda s: s.mode().iat[0])
-        fill = pd.Series(seconds).map(by_sec).fillna("").to_numpy(dtype=object)
-        out = np.where(out == "", fill, out)
-    return out
+    """Phase of each second (its middle), by the one phase-owner rule (gala.contract.phases)."""
+    phases = run.info.phases
+    idx = owners([p.started_s for p in phases], [p.ended_s for p in phases], seconds + 0.5)
+    return np.array([phases[i].name for i in idx], dtype=object)
 
 
 def _windows(runset: RunSet) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, list[str]]:

@@ -1,18 +1,31 @@
 """The Universal Scalability Law: X(N) = lambda N / (1 + sigma (N - 1) + kappa N (N - 1)).
 
 Fitted to throughput measured at several scales N (nodes/processes, or load steps' concurrency),
-with sigma, kappa, lambda >= 0. With two points kappa is fixed at 0 (two equations, two unknowns).
-`effective_nodes` and `nodes_for_effective` turn the fit into "how many nodes do the work of n
-linearly scaled ones", which sizing uses instead of linear scaling when runs at several scales exist.
+with sigma, kappa, lambda >= 0. The default fit (`method="nls"`) is the standard one, as the R `usl`
+package (3.x: `nls`/`nlxb`) and usl4j do: nonlinear least squares on the throughput itself, all three
+parameters free, the first point weighed like any other, sigma and kappa bounded to [0, 1].
+It reproduces their published fits of their own example data (tests/data/usl/).
+`method="relative"` minimises relative residuals instead, so every scale weighs the same whatever
+its throughput (the fit gala used before). With two scales kappa is fixed at 0 (two equations, two
+unknowns). `effective_nodes` and `nodes_for_effective` turn the fit into "how many nodes do the work
+of n linearly scaled ones", which sizing uses instead of linear scaling when runs at several scales exist.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from capacity_model.contracts import USLFit
-from gala.errors import InputError
+from gala.contract.errors import InputError
+
+Method = Literal["nls", "relative"]
+METHODS: tuple[str, ...] = ("nls", "relative")
+# the R package's start (usl.solve.nlxb): sigma 0.01, kappa 1e-4, lambda the largest X(N)/N
+SIGMA0, KAPPA0 = 0.01, 1e-4
+TOL = 1e-12  # tight enough that the optimum, not the stopping rule, sets the digits
 
 
 def _usl(n, sigma, kappa, lam):
@@ -31,27 +44,36 @@ def _peak(sigma: float, kappa: float, lam: float) -> tuple[float | None, float |
     return None, (lam / sigma if sigma > 0 else None)
 
 
-def fit_usl(n, x, *, axis: str = "nodes") -> USLFit:
-    """Fit the USL to throughputs `x` (req/s) measured at scales `n` (>= 2 distinct scales)."""
+def fit_usl(n, x, *, axis: str = "nodes", method: Method = "nls") -> USLFit:
+    """Fit the USL to throughputs `x` (req/s) measured at scales `n` (>= 2 distinct scales).
+
+    method "nls": least squares on X (the R usl package's and usl4j's fit); "relative": least
+    squares on (X_fit - X) / X.
+    """
+    if method not in METHODS:
+        raise InputError(f"USL fit method: expected one of {', '.join(METHODS)}, got {method!r}")
     n = np.asarray(n, dtype=float)
     x = np.asarray(x, dtype=float)
     ok = np.isfinite(n) & np.isfinite(x) & (n > 0) & (x > 0)
     n, x = n[ok], x[ok]
     if np.unique(n).size < 2:
         raise InputError(f"USL: needs throughput at 2 or more scales, got {np.unique(n).size}")
-    lam0 = float(np.max(x[n == n.min()] / n.min()))
+    lam0 = float(np.max(x / n))
     two = np.unique(n).size == 2
-    # relative residuals: every scale weighs the same, whatever its throughput
-    resid = lambda p: (_usl(n, p[0], 0.0 if two else p[1], p[-1]) - x) / x  # noqa: E731
-    p0, lo, hi = ([0.01, lam0], [0, 0], [1, np.inf]) if two else ([0.01, 1e-4, lam0], [0, 0, 0], [1, np.inf, np.inf])
-    p = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac", max_nfev=10_000).x
+    weight = 1.0 / x if method == "relative" else np.ones_like(x)
+    resid = lambda p: (_usl(n, p[0], 0.0 if two else p[1], p[-1]) - x) * weight  # noqa: E731
+    kappa_hi = 1.0 if method == "nls" else np.inf  # R bounds beta to [0, 1]; the relative fit never did
+    p0, lo, hi = ([SIGMA0, lam0], [0, 0], [1, np.inf]) if two else \
+        ([SIGMA0, KAPPA0, lam0], [0, 0, 0], [1, kappa_hi, np.inf])
+    p = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac", xtol=TOL, ftol=TOL, gtol=TOL,
+                      max_nfev=10_000).x
     sigma, kappa, lam = (p[0], 0.0, p[1]) if two else tuple(p)
     pred = _usl(n, sigma, kappa, lam)
     ss_tot = float(((x - x.mean()) ** 2).sum())
     r2 = 1.0 - float(((x - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
     n_star, x_max = _peak(sigma, kappa, lam)
     return USLFit(sigma=float(sigma), kappa=float(kappa), lambda_rps=float(lam), r2=r2, n_points=int(n.size),
-                  axis=axis, n_star=n_star, x_max_rps=x_max)
+                  axis=axis, n_star=n_star, x_max_rps=x_max, method=method)
 
 
 def effective_nodes(n, fit: USLFit):

@@ -25,7 +25,7 @@ from scipy.optimize import linprog
 
 from capacity_model.contracts import Measurements, Plan, finite_or_none, percentile_column
 from capacity_model.queueing import wait_quantile
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 # a link's phase rate this far outside the fit's per-second range is an extrapolation worth a warning
 RANGE_SLACK = 0.05

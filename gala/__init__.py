@@ -1,8 +1,11 @@
 """gala: rehearse the 2016 Spring Festival Gala red-envelope night and plan its capacity.
 
-The package holds what the three parts share (the results-folder contract, the error type that
-means "bad input") and the thin command-line layer; the parts themselves live in `loadtests`,
-`capacity_model` and `k8s`.
+This package holds the two ends of the layering (docs/architecture.md):
+- `gala.cli`: the command line, on top; it may import every part, and nothing imports it;
+- `gala.contract`: at the bottom, what every part shares (the results format, the YAML reader,
+  errors and the exit-code table, atomic writes, the loopback rule, the phase-owner rule);
+and one part in the middle, `gala.gate` (CI's latency budgets). The other parts are `loadtests`
+(the rehearsal: Locust plugin, orchestrator, built-in target, swarm) and `capacity_model`.
 """
 
 __version__ = "0.1.0"

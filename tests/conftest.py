@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from loadtests.target import launch
 
 REPO = Path(__file__).resolve().parent.parent
 GALA = [sys.executable, "-m", "gala"]
@@ -53,69 +52,19 @@ def store_args(kind: str, request) -> tuple[str, ...]:
     return ("--processes", kind.split("-")[1], "--store", request.getfixturevalue("redis_url"))
 
 
-@dataclass
-class TargetProcess:
-    url: str
-    admin_token: str
-    proc: subprocess.Popen
-    log_path: Path
-    announced: list[str] = field(default_factory=list)  # stdout lines after the first (token, processes)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def worker_pids(self) -> list[int]:
-        """The worker processes of a multi-process target (from its `processes: N ... (pids ...)` line)."""
-        line = next((x for x in self.announced if x.startswith("processes:")), "")
-        return [int(p) for p in line.rpartition("(pids ")[2].rstrip(")").split()] if line else []
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
-def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0, preexec_fn=None) -> TargetProcess:
-    """Start `gala target serve --port 0` and wait for its first line, the URL it serves on
-    (and, for a multi-process target, its `processes:` line)."""
-    token = "admin-" + secrets.token_hex(8)
-    log_path = log_dir / f"target-{secrets.token_hex(3)}.log"
-    env = dict(os.environ, GALA_ADMIN_TOKEN=token, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [*GALA, "target", "serve", "--host", "127.0.0.1", "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True, env=env, cwd=REPO, preexec_fn=preexec_fn,
-    )
-    deadline = time.monotonic() + timeout_s
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line or proc.poll() is not None:
-            break
-    if "http://" not in line:
-        proc.kill()
-        raise RuntimeError(f"target did not start: first line {line!r}; log: {log_path.read_text()[-2000:]}")
-    url = line.strip().split()[-1]
-    announced = []
-    if "--store" in extra:
-        while not announced or not announced[-1].startswith("processes:"):
-            announced.append(proc.stdout.readline().strip())
-            if not announced[-1]:  # stdout closed: the target died
-                break
-    return TargetProcess(url=url, admin_token=token, proc=proc, log_path=log_path, announced=announced)
+def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0, preexec_fn=None) -> launch.RunningTarget:
+    """Start the built-in target (`gala target serve --port 0`) the one way gala does."""
+    return launch.start(log_dir / f"target-{secrets.token_hex(3)}.log", extra=extra, timeout_s=timeout_s,
+                        admin_token="admin-" + secrets.token_hex(8),
+                        popen_kwargs={"preexec_fn": preexec_fn} if preexec_fn else None)
 
 
 @pytest.fixture
 def target_factory(tmp_path):
     """Call it with `gala target serve` options; every target started is stopped after the test."""
-    started: list[TargetProcess] = []
+    started: list[launch.RunningTarget] = []
 
-    def factory(*extra: str, **kw) -> TargetProcess:
+    def factory(*extra: str, **kw) -> launch.RunningTarget:
         t = start_target(*extra, log_dir=tmp_path, **kw)
         started.append(t)
         return t
@@ -126,7 +75,7 @@ def target_factory(tmp_path):
 
 
 @pytest.fixture
-def target(target_factory) -> TargetProcess:
+def target(target_factory) -> launch.RunningTarget:
     """A built-in target with its default configuration."""
     return target_factory()
 

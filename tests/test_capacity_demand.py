@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from capacity_model.demand import estimate_demand
-from capacity_model.synthetic import synthetic_measurements
-from gala.errors import InputError
+from synth_measurements import synthetic_measurements
+from gala.contract.errors import InputError
 
 TRUE_D = {
     "grab": {"gateway": 0.0004, "wallet": 0.0002, "social": 0.0},

@@ -8,9 +8,9 @@ import pytest
 from capacity_model.contracts import GrabOnlySpec, MixSpec, Plan, UncertaintySpec, USLFit
 from capacity_model.planner import declared_mix, hold, make_plan, measured_mix
 from capacity_model.spec import load_spec
-from capacity_model.synthetic import synthetic_measurements
+from synth_measurements import synthetic_measurements
 from capacity_model.usl import fit_usl
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_hold_against_a_declared_mix(plan):
 
 
 def test_capacity_model_never_imports_locust_or_gevent():
-    code = ("import sys, capacity_model.planner, capacity_model.spec, capacity_model.synthetic; "
+    code = ("import sys, capacity_model.api, capacity_model.planner, capacity_model.spec; "
             "bad = [m for m in ('locust', 'gevent') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from capacity_model.api import plan_run
-from plan_synth import LINKS, write_run
+from synth_runs import LINKS, write_run
 from test_plan_cli import write_spec
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from capacity_model.spec import DEFAULT_SPEC, load_spec
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 
 def test_default_spec_is_the_gala_night():
@@ -41,11 +41,11 @@ def test_a_changed_figure_is_attributed_to_the_spec(tmp_path):
 
 BAD = [
     ("node:\n  cores: -4\n", r":2: node\.cores: expected a number > 0, got -4"),
-    ("peak:\n  requests_per_minute: 5\n", r":2: peak\.requests_per_minute: unknown field; expected one of: requests_per_min"),
+    ("peak:\n  requests_per_minute: 5\n", r":2: peak\.requests_per_minute: unknown field; check its spelling \(expected one of: requests_per_min\)"),
     ("latency_budgets:\n  grab:\n    percentile: 99\n    latency_ms: fast\n",
-     r":4: latency_budgets\.grab\.latency_ms: expected a valid number"),
+     r":4: latency_budgets\.grab\.latency_ms: expected a number, got 'fast'"),
     ("latency_budgets:\n  grab: {percentile: 120, latency_ms: 3}\n", r":2: latency_budgets\.grab\.percentile: expected a number < 100"),
-    ("latency_budgets:\n  grab: {percentile: 99}\n", r":2: latency_budgets\.grab\.latency_ms: expected this field"),
+    ("latency_budgets:\n  grab: {percentile: 99}\n", r":2: latency_budgets\.grab\.latency_ms: missing; expected this field"),
     ("mix:\n  source: guessed\n", r":2: mix\.source: expected 'measured' or 'declared', got 'guessed'"),
     ("mix:\n  source: declared\n", r":1: mix: expected `phases: "),
     ("mix:\n  source: declared\n  phases:\n    grab: {grab: 0.9, chat: 0.3}\n", r":1: mix: expected phase 'grab'.s fractions"),

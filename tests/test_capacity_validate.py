@@ -16,7 +16,7 @@ from capacity_model.api import plan_run
 from capacity_model.validate import Tolerance, Validation
 from conftest import gala
 from gala.cli import main
-from plan_synth import DEMAND_S, FEB1_PHASES, IDLE_CORES, write_run
+from synth_runs import DEMAND_S, FEB1_PHASES, IDLE_CORES, write_run
 
 FAST_SPEC = """\
 latency_budgets:

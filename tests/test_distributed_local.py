@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 
 import psutil
 import pytest
 from run_helpers import assert_totals_match_locust, start_run
 
-from gala.results import load_run, load_run_info
-from loadtests.generator import LOCUSTFILE
-from loadtests.procs import free_port
+from gala.contract.results import load_run, load_run_info
+from loadtests.orchestrator.generator import locust_argv
+from loadtests.orchestrator.procs import free_port
 from loadtests.scenario import DEFAULT_SCENARIO
 
 pytestmark = pytest.mark.timeout(200)
@@ -90,8 +89,8 @@ def test_remote_workers_master_waits_for_a_worker_from_elsewhere(tmp_path):
     try:
         run.wait_for(lambda: run.run_dir() and (run.run_dir() / "locust.log").exists(), 60, "the master")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port", str(port),
-             "--scenario", str(DEFAULT_SCENARIO), "--duration-scale", "0.1", "--logfile", str(tmp_path / "w.log")],
+            locust_argv(scenario=DEFAULT_SCENARIO, worker=True, master_port=port, duration_scale=0.1,
+                        logfile=tmp_path / "w.log"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         code = run.finish(timeout_s=120)
         assert worker.wait(timeout=30) == 0, "the worker ends when its master ends the test"

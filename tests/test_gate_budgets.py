@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from capacity_model.budgets import Expression, load_budgets, parse_expression
-from gala.errors import InputError
+from gala.gate.budgets import Expression, load_budgets, parse_expression
+from gala.contract.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ abort: {grace_s: 5, min_requests: 50}
     ("links:\n  grab:\n    p95_ms: true\n", r":3: links\.grab\.p95_ms: expected a number, got True"),
     ("links:\n  grab:\n    p95_ms: -3\n", r":3: links\.grab\.p95_ms: expected a number > 0, got -3"),
     ("links:\n  grab:\n    error_ratio: 5\n", r":3: links\.grab\.error_ratio: expected a number <= 1"),
-    ("links:\n  grab:\n    p95: 3\n", r":3: links\.grab\.p95: unknown field; expected one of p50_ms, .*thresholds, phases"),
+    ("links:\n  grab:\n    p95: 3\n", r":3: links\.grab\.p95: unknown field; check its spelling \(expected one of: p50_ms, .*thresholds, phases\)"),
     ("links:\n  grab:\n    thresholds:\n      - p(99) < 250\n      - p(99) > 250\n",
      r":5: links\.grab\.thresholds\[1\]: 'p\(99\) > 250': p\(99\) is a ceiling; expected < or <="),
     ("links:\n  grab:\n    thresholds: [5]\n", r":3: links\.grab\.thresholds\[0\]: expected a k6-style expression"),

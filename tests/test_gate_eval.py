@@ -12,19 +12,15 @@ import pandas as pd
 import pytest
 import xmlschema
 
-from capacity_model.budgets import load_budgets
-from capacity_model.gate import (
-    abort_check,
-    bucket_resolution_ms,
-    compare_percentile,
-    gate_run,
-    measure,
-    percentile_noise_ms,
-)
 from conftest import gala
-from gala.errors import InputError
-from gala.results import load_run
-from plan_synth import FEB1_PHASES, SynthPhase, write_run
+from gala.contract.errors import InputError
+from gala.contract.results import load_run
+from gala.gate.abort import abort_check
+from gala.gate.budgets import load_budgets
+from gala.gate.measure import measure
+from gala.gate.noise import bucket_resolution_ms, compare_percentile, percentile_noise_ms
+from gala.gate.verdict import gate_run
+from synth_runs import FEB1_PHASES, SynthPhase, write_run
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"
 
@@ -78,7 +74,7 @@ def test_a_clean_run_holds_every_budget(runs, budgets):
 
 def test_slow_chat_breaks_exactly_the_chat_latency_budgets(runs, budgets):
     out = gate_run(runs["slow"], budgets)
-    assert out.exit_code == 1
+    assert out.exit_code == 99
     broken = {r.name for r in out.broken}
     assert broken == {"chat p(95) <= 100 ms", "chat p(99) < 200 ms", "chat [chat] p(99) <= 200 ms"}, out.table
     for r in out.broken:
@@ -105,7 +101,7 @@ def test_a_link_without_requests_fails_its_latency_budget_and_zero_rps_fails_the
     run = write_run(tmp_path, [SynthPhase("grab", 10, {"grab": 50, "chat": 0}), SynthPhase("chat", 10, {"grab": 5, "chat": 40})])
     path = write_budgets(tmp_path, "links:\n  chat:\n    phases:\n      grab: {p99_ms: 100, min_rps: 1}\n")
     out = gate_run(run, path)
-    assert out.exit_code == 1
+    assert out.exit_code == 99
     assert [(r.status, r.measured) for r in out.results] == [("fail", None), ("fail", 0.0)]
     assert "no requests measured" in out.table
 
@@ -250,7 +246,7 @@ def test_json_and_out_dir(runs, budgets, tmp_path):
     out = gate_run(runs["slow"], budgets, out_dir=tmp_path / "gate")
     doc = json.loads((tmp_path / "gate" / "gate.json").read_text())
     assert (tmp_path / "gate" / "junit.xml").exists()
-    assert doc["passed"] is False and doc["exit_code"] == 1 == out.exit_code
+    assert doc["passed"] is False and doc["exit_code"] == 99 == out.exit_code
     assert [r["name"] for r in doc["results"]] == [r.name for r in out.results]
     chat = next(r for r in doc["results"] if r["name"] == "chat p(95) <= 100 ms")
     assert chat["status"] == "fail" and chat["measured"] > 100 and chat["source"].endswith(":9")
@@ -263,7 +259,7 @@ def test_the_command_line_exit_codes(runs, budgets, tmp_path):
 
     bad = gala("gate", str(runs["slow"]), "--budgets", str(budgets), "--baseline", str(runs["clean"]),
                "--allowed-regression", "0.2", "--junit", str(tmp_path / "j.xml"), timeout_s=60)
-    assert bad.returncode == 1, bad.stderr
+    assert bad.returncode == 99, bad.stderr
     assert "FAIL: 7 of 18 broken" in bad.stdout and "more than 20% worse" in bad.stdout
 
     path = write_budgets(tmp_path, "links:\n  grab:\n    thresholds: ['p(99) = 250']\n")

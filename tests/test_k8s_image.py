@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from k8s.render import load_base, pod_templates
+from loadtests.swarm.render import load_base, pod_templates
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
@@ -45,8 +45,10 @@ def test_dockerignore_keeps_the_context_small():
     assert {".git", ".venv", "tests"} <= set(ignored)
 
 
-def test_the_package_ships_the_kustomize_files(tmp_path):
-    """`pip install .` (what the Dockerfile runs) carries k8s/base and the overlays as package data."""
+def test_the_package_ships_what_the_pods_run_and_no_generic_import_name(tmp_path):
+    """`pip install .` (what the Dockerfile runs) carries the master's entry point, the locustfile and the
+    packaged scenarios; the kustomize files stay in k8s/ (read from the checkout by `gala swarm`), and the
+    install creates no `k8s` import name."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -57,7 +59,8 @@ def test_the_package_ships_the_kustomize_files(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py", "--build-lib", str(build)],
                           cwd=src, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    shipped = {p.relative_to(build / "k8s").as_posix() for p in (build / "k8s").rglob("*.yaml")}
-    expected = {p.relative_to(REPO / "k8s").as_posix() for p in (REPO / "k8s").rglob("*.yaml")}
-    assert expected and shipped == expected
-    assert (build / "k8s" / "entrypoint.py").exists()
+    assert sorted(p.name for p in build.iterdir()) == ["capacity_model", "gala", "loadtests"]
+    for rel in ("loadtests/swarm/entrypoint.py", "loadtests/locustfile.py", "loadtests/scenarios/feb1.yaml",
+                "capacity_model/specs/gala-2016.yaml"):
+        assert (build / rel).is_file(), rel
+    assert not list(build.rglob("tests")), "test-only code must not ship"

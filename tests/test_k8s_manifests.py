@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO, gala
-from k8s.render import RUN_ID_LABEL, load_base, make_spec, pod_templates, render
+from loadtests.swarm.render import RUN_ID_LABEL, load_base, make_spec, pod_templates, render
 from loadtests.scenario import load_scenario
 
 K8S_VERSION = kubernetes_validate.latest_version()  # the newest schema the package ships (1.37 here)
@@ -220,9 +220,9 @@ def test_render_out_writes_a_kustomization_that_kubectl_and_the_cli_validate(tmp
     (["--target-url", "ftp://192.0.2.1"], "--target-url: expected an http(s) URL"),
     (["--target-url", "http://user:pw@192.0.2.1"], "--target-url: credentials do not belong in the URL"),
     (["--target-url", "http://staging.internal"], "--target-cidr: the target host 'staging.internal' is a name"),
-    (["--target-url", "http://192.0.2.1", "--workers", "0"], "--workers: Input should be greater than or equal to 1"),
-    (["--target-url", "http://192.0.2.1", "--namespace", "Bad_NS"], "--namespace: String should match pattern"),
-    (["--target-url", "http://192.0.2.1", "--web-ui", "Not A Name"], "--web-ui: String should match pattern"),
+    (["--target-url", "http://192.0.2.1", "--workers", "0"], "--workers: expected a number >= 1, got 0"),
+    (["--target-url", "http://192.0.2.1", "--namespace", "Bad_NS"], "--namespace: expected text matching"),
+    (["--target-url", "http://192.0.2.1", "--web-ui", "Not A Name"], "--web-ui: expected text matching"),
     (["--target-url", "http://192.0.2.1", "--scenario", "/nonexistent/s.yaml"], "/nonexistent/s.yaml"),
 ])
 def test_render_bad_input_is_one_line_and_exit_2(args, expected):

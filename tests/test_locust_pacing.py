@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadtests.users.pacing import Pacer, user_rng
+from loadtests.locust_plugin.users.pacing import Pacer, user_rng
 
 USERS, SECONDS, BIN_S = 2000, 10.0, 0.1
 

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,10 +18,11 @@ import pandas as pd
 import pytest
 from aiohttp import web
 
+from loadtests.orchestrator.generator import locust_argv
+
 REPO = Path(__file__).resolve().parent.parent
-LOCUST = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py"]
-TINY_GALA = REPO / "loadtests/scenarios/test/tiny-gala.yaml"
-OTHER = REPO / "loadtests/scenarios/test/other-system.yaml"
+TINY_GALA = REPO / "tests/scenarios/tiny-gala.yaml"
+OTHER = REPO / "tests/scenarios/other-system.yaml"
 
 
 # ---------------------------------------------------------------- another system: a tiny aiohttp server
@@ -88,9 +88,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_locust(out: Path, *args: str, log: str = "locust.log") -> subprocess.Popen:
+def start_locust(out: Path, argv: list[str], log: str = "locust.log") -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([*LOCUST, *args], cwd=REPO, stdout=open(out / log, "w"), stderr=subprocess.STDOUT,
+    return subprocess.Popen(argv, cwd=REPO, stdout=open(out / log, "w"), stderr=subprocess.STDOUT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
@@ -103,9 +103,9 @@ def wait(proc: subprocess.Popen, out: Path, timeout_s: float = 90, log: str = "l
         raise AssertionError(f"locust did not finish in {timeout_s} s; log:\n{(out / log).read_text()[-3000:]}")
 
 
-def headless(out: Path, scenario: Path, host: str, *extra: str) -> list[str]:
-    return ["--headless", "--scenario", str(scenario), "--host", host, "--gala-out", str(out),
-            "--csv", str(out / "locust"), "--only-summary", *extra]
+def headless(out: Path, scenario: Path, host: str, **options) -> list[str]:
+    """A headless run of gala's locustfile writing into `out`, as gala's one argv builder makes it."""
+    return locust_argv(scenario=scenario, host=host, out=out, **options)
 
 
 def locust_total(out: Path) -> tuple[int, int]:
@@ -153,7 +153,7 @@ def per_link_requests(pl: pd.DataFrame) -> dict[str, int]:
 
 def test_gala_users_against_the_builtin_target(tmp_path, target):
     out = tmp_path / "run"
-    proc = start_locust(out, *headless(out, TINY_GALA, target.url))
+    proc = start_locust(out, headless(out, TINY_GALA, target.url))
     assert wait(proc, out) == 0, (out / "locust.log").read_text()[-3000:]
     pl = check_results(out, ["grab", "share-burst", "chat"])
     counts = per_link_requests(pl)
@@ -171,12 +171,11 @@ def test_gala_users_against_the_builtin_target(tmp_path, target):
 def test_distributed_declarative_users_against_another_system(tmp_path, other_server):
     """Master + 2 workers, declarative users with other link names: gala's merged totals equal Locust's."""
     out = tmp_path / "run"
-    port = str(free_port())
-    master = start_locust(out, *headless(out, OTHER, other_server.url, "--master", "--expect-workers", "2",
-                                         "--expect-workers-max-wait", "60", "--master-bind-host", "127.0.0.1",
-                                         "--master-bind-port", port))
-    workers = [start_locust(out, "--worker", "--master-host", "127.0.0.1", "--master-port", port,
-                            "--scenario", str(OTHER), log=f"worker{i}.log") for i in range(2)]
+    port = free_port()
+    master = start_locust(out, headless(out, OTHER, other_server.url, master=True, expect_workers=2, workers_wait_s=60,
+                                        master_bind_host="127.0.0.1", master_port=port))
+    workers = [start_locust(out, locust_argv(scenario=OTHER, worker=True, master_port=port), log=f"worker{i}.log")
+               for i in range(2)]
     try:
         assert wait(master, out) == 0, (out / "locust.log").read_text()[-3000:]
         for i, w in enumerate(workers):
@@ -202,7 +201,7 @@ def test_distributed_declarative_users_against_another_system(tmp_path, other_se
 
 def test_sigterm_mid_run_still_writes_every_file(tmp_path, other_server):
     out = tmp_path / "run"
-    proc = start_locust(out, *headless(out, OTHER, other_server.url, "--duration-scale", "10"))
+    proc = start_locust(out, headless(out, OTHER, other_server.url, duration_scale=10.0))
     try:
         deadline = time.monotonic() + 60
         while not (out / "live.json").exists() and time.monotonic() < deadline and proc.poll() is None:

@@ -61,7 +61,7 @@ def per_class(users_on_workers: dict[str, dict[str, int]]) -> dict[str, int]:
 
 def check_per_class_counts_are_exact_across_stages_and_workers():
     from locust.runners import WorkerNode
-    from loadtests.shape import PhaseDispatcher
+    from loadtests.locust_plugin.shape import PhaseDispatcher
     A, B, C = CLASSES["A"], CLASSES["B"], CLASSES["C"]
     workers = [WorkerNode(f"w{i}") for i in range(3)]
     d = PhaseDispatcher(worker_nodes=workers, user_classes=[A, B, C])
@@ -77,7 +77,7 @@ def check_per_class_counts_are_exact_across_stages_and_workers():
 
 def check_ramp_respects_the_spawn_rate_in_steps():
     from locust.runners import WorkerNode
-    from loadtests.shape import PhaseDispatcher
+    from loadtests.locust_plugin.shape import PhaseDispatcher
     A, B, C = CLASSES["A"], CLASSES["B"], CLASSES["C"]
     d = PhaseDispatcher(worker_nodes=[WorkerNode("w")], user_classes=[A, B, C])
     A.fixed_count, B.fixed_count = 6, 4
@@ -89,7 +89,7 @@ def check_ramp_respects_the_spawn_rate_in_steps():
 
 def check_rebalance_after_a_worker_joins_keeps_class_counts():
     from locust.runners import WorkerNode
-    from loadtests.shape import PhaseDispatcher
+    from loadtests.locust_plugin.shape import PhaseDispatcher
     A, B, C = CLASSES["A"], CLASSES["B"], CLASSES["C"]
     w1, w2 = WorkerNode("w1"), WorkerNode("w2")
     d = PhaseDispatcher(worker_nodes=[w1], user_classes=[A, B, C])
@@ -102,7 +102,7 @@ def check_rebalance_after_a_worker_joins_keeps_class_counts():
 
 def check_shape_stages_follow_the_phases():
     from loadtests.scenario import load_scenario
-    from loadtests.shape import ScenarioShape, StageClasses
+    from loadtests.locust_plugin.shape import ScenarioShape, StageClasses
     A = CLASSES["A"]
     sc = load_scenario(REPO / "loadtests/scenarios/feb1.yaml", duration_scale=0.1)
     classes = {n: type(n, (A,), {}) for n in sc.users}
@@ -119,8 +119,8 @@ def check_shape_stages_follow_the_phases():
 def check_ticks_apply_every_stage_on_time():
     """Locust ticks once a second (minus the tick's own time); every stage must still start at its edge."""
     from loadtests.scenario import load_scenario
-    from loadtests.shape import ScenarioShape
-    sc = load_scenario(REPO / "loadtests/scenarios/test/tiny-gala.yaml")  # edges at 0, 1.5, 2.5, 3, 4, 5
+    from loadtests.locust_plugin.shape import ScenarioShape
+    sc = load_scenario(REPO / "tests/scenarios/tiny-gala.yaml")  # edges at 0, 1.5, 2.5, 3, 4, 5
     clock = [0.0]
 
     class Simulated(ScenarioShape):

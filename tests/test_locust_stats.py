@@ -7,31 +7,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gala.results import histogram_percentiles
+from gala.contract.histogram import LatencyStats, histogram_percentiles, merge_table, table_rows
+from gala.contract.phases import Timeline
+from gala.contract.tables import histograms_doc, phase_link_table, timeseries_table
 from loadtests.scenario import PhasePlan
-from loadtests.stats_tables import (
-    Timeline, add_sample, histograms_doc, merge_table, new_record, phase_link_table, table_rows, timeseries_table,
-)
 
 
 def test_worker_increments_merge_exactly():
     rng = np.random.default_rng(5)
     latencies = rng.lognormal(3.0, 1.2, 5000)  # 1 ms .. seconds: every rounding band
     failed = rng.random(5000) < 0.03
-    whole = new_record()
+    whole = LatencyStats()
     workers = [{} for _ in range(3)]
     for i, (ms, f) in enumerate(zip(latencies, failed)):
-        add_sample(whole, float(ms), bool(f))
-        add_sample(workers[i % 3].setdefault(("grab", "grab"), new_record()), float(ms), bool(f))
+        whole.add(float(ms), bool(f))
+        workers[i % 3].setdefault(("grab", "grab"), LatencyStats()).add(float(ms), bool(f))
     master: dict = {}
     for w in workers:  # as shipped over the wire (lists), in any order
         merge_table(master, table_rows(w))
     merged = master[("grab", "grab")]
-    assert merged[0] == whole[0] == 5000 and merged[1] == whole[1] == int(failed.sum())
-    assert merged[4] == whole[4] and merged[3] == whole[3]
-    assert merged[2] == pytest.approx(whole[2])
+    assert merged.requests == whole.requests == 5000 and merged.failures == whole.failures == int(failed.sum())
+    assert merged.buckets == whole.buckets and merged.max_ms == whole.max_ms
+    assert merged.sum_ms == pytest.approx(whole.sum_ms)
     qs = [0.5, 0.95, 0.99]
-    assert histogram_percentiles(merged[4], qs) == histogram_percentiles(whole[4], qs)
+    assert histogram_percentiles(merged.buckets, qs) == histogram_percentiles(whole.buckets, qs)
 
 
 def test_a_request_belongs_to_the_most_recently_started_running_phase():
@@ -59,8 +58,8 @@ def test_tables_add_up_and_carry_intended_rates():
     pl, sl = {}, {}
     for t, link, ms in [(1.0, "x", 10), (2.0, "y", 20), (6.0, "x", 30), (7.5, "x", 150), (9.0, "y", 5)]:
         phase = tl.owner(t)
-        add_sample(pl.setdefault((phase, link), new_record()), ms, link == "y")
-        add_sample(sl.setdefault((int(t), link), new_record()), ms, link == "y")
+        pl.setdefault((phase, link), LatencyStats()).add(ms, link == "y")
+        sl.setdefault((int(t), link), LatencyStats()).add(ms, link == "y")
     plans = {"a": PhasePlan(name="a", start_s=0, end_s=10, users={}, spawn_rate=1, intended_rps={"x": 0.2},
                             user_rate_per_s={}),
              "b": PhasePlan(name="b", start_s=5, end_s=10, users={}, spawn_rate=1, intended_rps={"x": 0.4},

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import gala
 from gala.cli import main
-from plan_synth import DEMAND_S, LINKS, write_run
+from synth_runs import DEMAND_S, LINKS, write_run
 
 FAST_SPEC = """\
 mix: {source: measured}

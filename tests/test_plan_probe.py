@@ -9,9 +9,9 @@ from capacity_model.contracts import LatencyBudget
 from capacity_model.probe import MAX_ERROR_RATIO, judge_steps, link_steps, probe_link
 from capacity_model.runs import measure, phase_steps, read_runs
 from capacity_model.spec import load_spec
-from gala.errors import InputError
-from gala.results import load_run
-from plan_synth import FEB1_PHASES, SynthPhase, write_run
+from gala.contract.errors import InputError
+from gala.contract.results import load_run
+from synth_runs import FEB1_PHASES, SynthPhase, write_run
 
 CAPACITY_RPS = {"grab": 1200.0, "share": 600.0, "chat": 900.0}  # of the whole target (all its nodes)
 STEPS = [0.2, 0.4, 0.6, 0.75, 0.85, 0.92, 0.99]

@@ -10,8 +10,8 @@ import pytest
 
 from capacity_model.runs import measure, read_runs
 from capacity_model.spec import load_spec
-from gala.errors import InputError
-from plan_synth import DEMAND_S, FEB1_PHASES, LINKS, write_run
+from gala.contract.errors import InputError
+from synth_runs import DEMAND_S, FEB1_PHASES, LINKS, write_run
 
 
 @pytest.fixture(scope="module")

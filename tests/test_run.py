@@ -12,7 +12,7 @@ import pytest
 from conftest import gala
 from run_helpers import assert_totals_match_locust, start_run
 
-from gala.results import ResultsError, load_run
+from gala.contract.results import ResultsError, load_run
 from loadtests.scenario import DEFAULT_SCENARIO, load_scenario
 
 pytestmark = pytest.mark.timeout(240)
@@ -146,7 +146,7 @@ def test_abort_on_fail_stops_early_and_exits_with_the_gate(tmp_path):
     # 100 ms injected on every grab: the p50 ceiling of 10 ms is clearly broken within seconds
     proc = gala("run", "--duration-scale", "0.5", "--no-plan", "--quiet", "--out", str(tmp_path / "out"),
                 "--budgets", str(budgets), "--abort-on-fail", "--inject", "grab:latency=100", timeout_s=150)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 99, proc.stdout + proc.stderr
     (folder,) = list((tmp_path / "out").iterdir())
     r = load_run(folder)
     assert r.info.status == "interrupted" and r.info.interrupt_reason.startswith("abort-on-fail: grab p(50)")

@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from gala.results import CPU_COLUMNS
-from loadtests.cpu import CpuSampler, Sample, cpu_frame, generator_load
+from gala.contract.results import CPU_COLUMNS
+from loadtests.orchestrator.cpu import CpuSampler, Sample, cpu_frame, generator_load
 
 T0 = 1_700_000_000.0
 

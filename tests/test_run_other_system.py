@@ -13,7 +13,7 @@ import time
 import pytest
 from run_helpers import assert_totals_match_locust, start_run
 
-from gala.results import load_run
+from gala.contract.results import load_run
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -7,9 +7,9 @@ import math
 
 import pandas as pd
 
-from gala.results import PHASE_LINK_COLUMNS
-from loadtests.live import LivePrinter, live_line
-from loadtests.table import phase_table
+from gala.contract.results import PHASE_LINK_COLUMNS
+from loadtests.orchestrator.live import LivePrinter, live_line
+from loadtests.orchestrator.table import phase_table
 
 
 def _row(phase, link, requests, rps, intended=math.nan):

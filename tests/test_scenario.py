@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from loadtests.orchestrator.generator import locust_argv
 from loadtests.scenario import DEFAULT_SCENARIO, PACKAGED_DIR, ScenarioError, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_arrival_rate_step_sets_user_pace(tmp_path):
 
 @pytest.mark.parametrize("old,new,line,expected", [
     ("    duration_s: 10\n    users: {U: 5}\n  - name: two", "    duration_s: 0\n    users: {U: 5}\n  - name: two",
-     15, "phases[0].duration_s: Input should be greater than 0"),
+     15, "phases[0].duration_s: expected a number > 0, got 0"),
     ("    users: {U: 5}\n  - name: two", "    users: {V: 5}\n  - name: two", 16,
      "phases[0].users.V: unknown user 'V'; expected one of: U"),
     ("{path: /y, link: b}", "{path: /y, link: c}", 11, "users.U.requests[1].link: unknown link 'c'; expected one of: a, b"),
@@ -105,7 +105,7 @@ def test_arrival_rate_step_sets_user_pace(tmp_path):
      "target: url 'http://198.51.100.3:80' is not on loopback; set target.allow_remote_target: true"),
     ("url: builtin", "url: ftp//x", 3, 'target.url: expected "builtin" or an http(s) URL'),
     ("    rate_per_s: 2", "    rate_pre_s: 2", 12, "users.U.rate_pre_s: unknown field; check its spelling"),
-    ("    rate_per_s: 2", "    rate_per_s: fast", 12, "users.U.rate_per_s: Input should be a valid number"),
+    ("    rate_per_s: 2", "    rate_per_s: fast", 12, "users.U.rate_per_s: expected a number, got 'fast'"),
     ("    rate_per_s: 2", "    rate_per_s: 2\n    class_path: a.b:C", 8,
      "users.U: expected exactly one of class_path (a Python user class) or requests (a list)"),
     ("links:\n  a: {}\n  b: {critical: false}\n", "", 1, "links: missing; expected this field"),
@@ -135,8 +135,7 @@ def test_missing_file_and_not_a_mapping(tmp_path):
 
 def test_locustfile_reports_a_bad_scenario_in_one_line_and_exits_2(tmp_path):
     path = write(tmp_path, GOOD.replace("    users: {U: 5}\n  - name: two", "    users: {W: 5}\n  - name: two"))
-    proc = subprocess.run([sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless",
-                           "--scenario", str(path)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(locust_argv(scenario=path), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"{path}:16: phases[0].users.W: unknown user 'W'" in proc.stderr

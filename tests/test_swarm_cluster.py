@@ -28,10 +28,10 @@ import yaml
 from kubernetes import client
 
 from conftest import GALA, REPO
-from gala.results import load_run
-from k8s import bundle
-from k8s.entrypoint import main as entrypoint_main
-from k8s.launcher import connected_workers
+from gala.contract.results import load_run
+from loadtests.swarm import bundle
+from loadtests.swarm.entrypoint import main as entrypoint_main
+from loadtests.swarm.launcher import connected_workers
 from test_swarm_size import write_synthetic_run
 
 NS = "rehearsal"
@@ -246,7 +246,7 @@ def test_up_status_collect_down(emulator, tmp_path):
     # collect before the master finished: refused, nothing written.
     code, out, err = finish(swarm("collect", "--namespace", NS, "--run-id", run_id, "--out", str(tmp_path / "results"),
                                   kubeconfig=emulator.kubeconfig))
-    assert code == 3 and "is Running; collect after it finishes" in err and not (tmp_path / "results").exists()
+    assert code == 4 and "is Running; collect after it finishes" in err and not (tmp_path / "results").exists()
 
     # The master finishes; a log without the bundle (rotated, say) is refused, nothing written.
     emulator.logs[pods["master"]] += "INFO/locust.main: Shutting down (exit code 0)\n"
@@ -254,7 +254,7 @@ def test_up_status_collect_down(emulator, tmp_path):
     emulator.batch.patch_namespaced_job_status("gala-master", NS, {"status": {"succeeded": 1}})
     code, out, err = run_in_process("collect", "--namespace", NS, "--run-id", run_id, "--out", str(tmp_path / "results"),
                                     kubeconfig=emulator.kubeconfig)
-    assert code == 3 and f"run {run_id}: pod {pods['master']}: master log: no results bundle" in err
+    assert code == 4 and f"run {run_id}: pod {pods['master']}: master log: no results bundle" in err
     assert not (tmp_path / "results").exists()
     # With the results bundle at the end of its log, as k8s/entrypoint.py prints it.
     folder = write_synthetic_run(tmp_path / "master-results", run_id="20260207-200001-feb1-abcdef")
@@ -297,7 +297,7 @@ def test_image_cannot_be_pulled_fails_and_cleans_up(emulator):
     proc = swarm(*up_args(NS, "pull-run"), kubeconfig=emulator.kubeconfig)
     play_cluster(emulator, proc, NS, worker_state="ErrImagePull", connect=False)
     code, out, err = finish(proc)
-    assert code == 3, err
+    assert code == 4, err
     line = err.strip().splitlines()[-1]
     assert "image registry.local/gala:test cannot be pulled" in line and "ErrImagePull" in line
     assert "cleaned up: " in line and "Job/gala-master" in line
@@ -308,7 +308,7 @@ def test_workers_never_connect_times_out_and_cleans_up(emulator):
     proc = InProcess(*up_args(NS, "slow-run")[:-2], "--connect-timeout", "3", kubeconfig=emulator.kubeconfig)
     play_cluster(emulator, proc, NS, worker_state="Running", connect=False)
     code, out, err = finish(proc)
-    assert code == 3, err
+    assert code == 4, err
     line = err.strip().splitlines()[-1]
     assert "workers never connected: 1 of 2 after 3 s" in line and "cleaned up: " in line
     assert [o for o in emulator.live(NS) if not o.startswith("pods/")] == []
@@ -318,7 +318,7 @@ def test_master_giving_up_on_its_workers_fails_up_and_cleans_up(emulator):
     proc = InProcess(*up_args(NS, "gave-up"), kubeconfig=emulator.kubeconfig)
     play_cluster(emulator, proc, NS, worker_state="Running", connect=False, master_gives_up=True)
     code, out, err = finish(proc)
-    assert code == 3, err
+    assert code == 4, err
     line = err.strip().splitlines()[-1]
     assert "master Job failed before the workers connected: " in line and "Gave up waiting for workers" in line
     assert "cleaned up: " in line and [o for o in emulator.live(NS) if not o.startswith("pods/")] == []
@@ -330,7 +330,7 @@ def test_a_second_swarm_in_the_namespace_is_refused_and_the_first_kept(emulator)
     assert finish(proc)[0] == 0
     before = emulator.live(NS)
     code, out, err = run_in_process(*up_args(NS, "second"), kubeconfig=emulator.kubeconfig)
-    assert code == 3
+    assert code == 4
     assert err.strip() == (f"gala swarm: namespace {NS}: create ServiceAccount gala-swarm: already exists; a swarm runs "
                            "there (gala swarm status/down); cleaned up: nothing had been created")
     assert emulator.live(NS) == before
@@ -339,14 +339,14 @@ def test_a_second_swarm_in_the_namespace_is_refused_and_the_first_kept(emulator)
 
 def test_namespace_missing(emulator):
     code, out, err = run_in_process(*up_args("missing", "m"), kubeconfig=emulator.kubeconfig)
-    assert code == 3
+    assert code == 4
     assert err.strip().startswith('gala swarm: namespace missing: not found while trying to create ServiceAccount '
                                   'gala-swarm (namespaces "missing" not found)')
 
 
 def test_namespace_forbidden(emulator):
     code, out, err = run_in_process(*up_args("locked", "locked-run"), kubeconfig=emulator.kubeconfig)
-    assert code == 3
+    assert code == 4
     assert err.strip() == ('gala swarm: namespace locked: forbidden to create ServiceAccount gala-swarm (serviceaccounts is '
                            'forbidden: User "sre" cannot create resource "serviceaccounts" in API group "" in the namespace '
                            '"locked"); cleaned up: nothing had been created')
@@ -355,7 +355,7 @@ def test_namespace_forbidden(emulator):
 def test_forbidden_midway_deletes_what_was_created(emulator):
     code, out, err = run_in_process(*up_args("no-netpol", "np-run"), kubeconfig=emulator.kubeconfig)
     # The NetworkPolicy comes before any pod-making Job: refused, no pod ever ran unfiltered.
-    assert code == 3
+    assert code == 4
     line = err.strip()
     assert line.startswith("gala swarm: namespace no-netpol: forbidden to create NetworkPolicy gala-master")
     assert line.endswith("cleaned up: ServiceAccount/gala-swarm")
@@ -372,14 +372,14 @@ def test_no_cluster_reachable(tmp_path):
     for i, args in enumerate((up_args(NS, "r"), ["status", "--namespace", NS], ["down", "--namespace", NS, "--run-id", "r"])):
         # The first through a real process, the others in this one.
         code, out, err = finish(swarm(*args, kubeconfig=kubeconfig)) if i == 0 else run_in_process(*args, kubeconfig=kubeconfig)
-        assert code == 3, err
+        assert code == 4, err
         assert f"no cluster reachable at http://127.0.0.1:{port}" in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
 
 
 def test_missing_kubeconfig_is_a_clear_error(tmp_path):
     code, out, err = run_in_process("status", kubeconfig=tmp_path / "nope")
-    assert code == 3 and "kubeconfig" in err and "Traceback" not in err
+    assert code == 4 and "kubeconfig" in err and "Traceback" not in err
 
 
 def test_status_of_an_empty_namespace(emulator):
@@ -390,7 +390,7 @@ def test_status_of_an_empty_namespace(emulator):
 # ---------------------------------------------------------------- the bundle in the log
 
 def test_entrypoint_prints_the_new_results_folder_and_keeps_the_exit_code(tmp_path, capfd):
-    """k8s/entrypoint.py runs a real child process that writes a results folder and exits 3."""
+    """loadtests/swarm/entrypoint.py runs a real child process that writes a results folder and exits 3."""
     out = tmp_path / "results"
     out.mkdir()
     (out / "older-run").mkdir()

@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 from conftest import REPO
-from gala.results import ALL, load_run
-from k8s import bundle
-from k8s.launcher import connected_workers
-from k8s.render import make_spec, render, swarm_scenario
+from gala.contract.results import ALL, load_run
+from loadtests.swarm import bundle
+from loadtests.swarm.launcher import connected_workers
+from loadtests.swarm.render import make_spec, render, swarm_scenario
 
 
 def free_port() -> int:

@@ -11,14 +11,15 @@ import pytest
 import yaml
 
 from conftest import REPO, gala
-from gala.results import (CPU_COLUMNS, PHASE_LINK_COLUMNS, TIMESERIES_COLUMNS, GeneratorInfo, PhaseRecord, RunInfo,
-                          ScenarioRef, TargetInfo, load_run, write_json_atomic)
-from k8s.size import NIGHT_RPS, generator_cost, size_for, write_overlay
+from gala.contract.atomic import write_json_atomic
+from gala.contract.results import (CPU_COLUMNS, PHASE_LINK_COLUMNS, TIMESERIES_COLUMNS, GeneratorInfo, PhaseRecord,
+                                   RunInfo, ScenarioRef, TargetInfo, load_run)
+from loadtests.swarm.size import NIGHT_RPS, generator_cost, size_for, write_overlay
 
 
 def write_synthetic_run(parent: Path, run_id: str = "20260201-200000-feb1-a1b2c3", *, requests: int = 10_000,
                         generator_cpu_s: tuple[float, ...] = (6.0, 4.0), target_cpu_s: float = 50.0) -> Path:
-    """A finished results folder written through gala/results.py: `requests` in all, and generator
+    """A finished results folder written through gala/contract/results.py: `requests` in all, and generator
     processes whose cumulative cpu_s ends at the given values (the target's CPU must be ignored)."""
     folder = parent / run_id
     folder.mkdir(parents=True)
@@ -95,7 +96,7 @@ def test_size_write_overlay_sets_replicas_that_kustomize_renders(tmp_path):
 
 def test_write_overlay_refuses_a_patch_without_the_jobs(tmp_path):
     (tmp_path / "swarm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}))
-    from gala.errors import InputError
+    from gala.contract.errors import InputError
 
     with pytest.raises(InputError, match="swarm.yaml: expected patches of Job gala-worker"):
         write_overlay(tmp_path, 3, "test")

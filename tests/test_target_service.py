@@ -32,8 +32,8 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("drops:\n  interval_s: 10\n  duration_s: 20\n")
     cases = [
-        (["--config", str(bad)], f"{bad}: field drops"),
-        (["--config", str(tmp_path / "missing.yaml")], "missing.yaml: cannot read"),
+        (["--config", str(bad)], f"{bad}:1: drops: duration_s"),
+        (["--config", str(tmp_path / "missing.yaml")], "missing.yaml: no such target config file"),
         (["--inject", "grab:slow=5"], "--inject 'grab:slow=5'"),
         (["--inject", "nolink:latency=5"], "--inject 'nolink:latency=5'"),
         (["--inject", "chat:errors=1.5"], "errors must be a ratio"),

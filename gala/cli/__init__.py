@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from gala import __version__
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 # Modules are imported lazily by name so that `gala target serve` does not pay for pandas and
 # `gala plan` never imports Locust.

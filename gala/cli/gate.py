@@ -1,11 +1,12 @@
-"""`gala gate`: hold a finished run to latency budgets (and a baseline run) for CI; exit 0, 1 or 2."""
+"""`gala gate`: hold a finished run to latency budgets (and a baseline run) for CI; exit 0, 99 or 2."""
 
 from __future__ import annotations
 
 import argparse
 
-EPILOG = """\
-exit codes: 0 every budget holds; 1 a budget is broken (the table says which); 2 bad input.
+from gala.contract.errors import ExitCode, exit_codes_help
+
+EPILOG = exit_codes_help(ExitCode.OK, ExitCode.BUDGET_BROKEN, ExitCode.BAD_INPUT, ok="every budget holds") + """
 
 budgets file (YAML), per link and optionally per phase:
   links:
@@ -33,7 +34,7 @@ def _ratio(text: str) -> float:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "gate", help="hold a run to latency budgets (CI): exit 0 pass, 1 a budget broken, 2 bad input",
+        "gate", help="hold a run to latency budgets (CI): exit 0 pass, 99 a budget broken, 2 bad input",
         description="Hold a results folder to a budgets file, and optionally to a baseline run;\n"
                     "print a table (budget, measured, margin, result) and write JUnit XML and JSON for pipelines.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,7 +53,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from capacity_model.gate import gate_run  # lazily: pandas stays out of `gala --help`
+    from gala.gate.verdict import gate_run  # lazily: pandas stays out of `gala --help`
 
     outcome = gate_run(args.results_dir, args.budgets, baseline_dir=args.baseline, junit_path=args.junit,
                        json_path=args.json, out_dir=args.out, allowed_regression=args.allowed_regression)

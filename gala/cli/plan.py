@@ -6,15 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from gala.contract.errors import ExitCode, exit_codes_help
+
 DESCRIPTION = """\
 Turn what a rehearsal measured into servers per critical link for the night's peak, and write a
 report (report.md, report.html, allocation.csv, plan.json).
 
 Several results folders may be combined: runs at different scales, or a rehearsal plus a
 step-load probe (loadtests/scenarios/probe.yaml) for a target whose CPU gala cannot read.
-Exit codes: 0 the node budget covers every link; 3 it cannot (the report says which links are
-short); 2 bad input. --validate does not change the exit code: it is a report
-(validation.md, validation.json and a section of report.md)."""
+--validate does not change the exit code: it is a report (validation.md, validation.json and
+a section of report.md).
+
+""" + exit_codes_help(ExitCode.OK, ExitCode.NODE_BUDGET_SHORT, ExitCode.BAD_INPUT,
+                      ok="the node budget covers every link") + "\n"
 
 
 def register(sub) -> None:

@@ -1,11 +1,13 @@
 """`gala run`: a rehearsal (target + Locust subprocesses) into one results folder, then the plan
-and, with --budgets, the gate. Thin: the work is in loadtests.runner, capacity_model.*."""
+and, with --budgets, the gate. Thin: the work is in loadtests.orchestrator.runner, capacity_model.*."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from gala.contract.errors import ExitCode, exit_codes_help
 
 EPILOG = """\
 examples:
@@ -14,11 +16,14 @@ examples:
   gala run --host http://127.0.0.1:8080 --target-pid 4242 --scenario my.yaml
                                              your own system on loopback, its CPU sampled
   gala run --workers 2                       a Locust master and 2 worker processes on this machine
+  gala run --target-cpu-limit 0.25           the built-in target held to a quarter core: a node to saturate
   gala run --budgets budgets.yaml --abort-on-fail
                                              CI: the gate's exit code; stop early once a budget is broken
 
-exit codes: 0 done, 1 the run failed, 2 bad input, 3 the plan says the node budget is short,
-130 stopped by Ctrl-C/SIGTERM; with --budgets, the gate's exit code.
+""" + exit_codes_help(ExitCode.OK, ExitCode.RUN_FAILED, ExitCode.BAD_INPUT, ExitCode.NODE_BUDGET_SHORT,
+                    ExitCode.BUDGET_BROKEN, ExitCode.INTERRUPTED,
+                    ok="done: a complete or degraded run, whatever the plan says") + """
+  (3 only with --fail-on-short; 99 only with --budgets, the gate's verdict)
 """
 
 
@@ -47,6 +52,10 @@ def register(sub) -> None:
     t.add_argument("--target-cores-per-node", type=float, metavar="C",
                    help="cores of each node behind --host, recorded in run.json so the plan scales a staging "
                         "node to the night's node shape (default: unknown; one staging node = one night node)")
+    t.add_argument("--target-cpu-limit", type=float, metavar="CORES",
+                   help="confine the target (the built-in one, or each --target-pid process and its children) to "
+                        "CORES cores with a cgroup CPU quota: a small node this machine's generator can saturate; "
+                        "recorded in run.json (needs a writable cgroup v2 with the cpu controller, or v1 cpu: root)")
     t.add_argument("--target-config", type=Path, metavar="FILE", help="configuration for the built-in target")
     t.add_argument("--inject", action="append", default=[], metavar="LINK:KIND=VALUE",
                    help="a fault for the built-in target: LINK:latency=MS, LINK:errors=RATIO or LINK:stall=S; repeatable")
@@ -64,6 +73,8 @@ def register(sub) -> None:
                    help="parent folder; the run is written to DIR/<run-id>/ (default: ./results)")
     o.add_argument("--no-plan", action="store_true", help="do not make a capacity plan after the run")
     o.add_argument("--spec", type=Path, metavar="FILE", help="capacity spec for the plan (default: the packaged one)")
+    o.add_argument("--fail-on-short", action="store_true",
+                   help="exit 3 when the plan says the node budget is short (default: the plan is a report; exit 0)")
     o.add_argument("--budgets", type=Path, metavar="FILE", help="gate the run on these latency budgets (CI)")
     o.add_argument("--abort-on-fail", action="store_true",
                    help="with --budgets: stop the run as soon as a budget is clearly broken")
@@ -74,7 +85,7 @@ def register(sub) -> None:
 def _budgets_for(budgets_path: Path, scenario_path: Path):
     """Load the budgets and hold them against the scenario before any load: a budget on a link or
     phase the scenario lacks is an input error now, not after the rehearsal."""
-    from capacity_model.budgets import check_against_run, load_budgets
+    from gala.gate.budgets import check_against_run, load_budgets
     from loadtests.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
@@ -93,7 +104,7 @@ def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
 
 
 def _gate(run_dir: Path, budgets: Path) -> int:
-    from capacity_model.gate import gate_run
+    from gala.gate.verdict import gate_run
 
     outcome = gate_run(run_dir, budgets, out_dir=run_dir / "gate")
     print(outcome.table, flush=True)
@@ -101,8 +112,9 @@ def _gate(run_dir: Path, budgets: Path) -> int:
 
 
 def main(args) -> int:
-    from gala.errors import InputError
-    from loadtests.runner import RunOptions, run
+    from gala.contract.errors import InputError
+    from loadtests.orchestrator.options import RunOptions
+    from loadtests.orchestrator.runner import run
     from loadtests.scenario import DEFAULT_SCENARIO
 
     if args.abort_on_fail and not args.budgets:
@@ -113,27 +125,36 @@ def main(args) -> int:
         raise InputError("--workers-wait: expected seconds >= 1, with --workers or --remote-workers")
     if args.budgets is not None and not args.budgets.is_file():
         raise InputError(f"--budgets {args.budgets}: no such file")
+    if args.fail_on_short and args.no_plan:
+        raise InputError("--fail-on-short: needs the plan (drop --no-plan)")
+    if not args.no_plan:
+        from capacity_model.spec import load_spec
+
+        load_spec(args.spec)  # a bad spec is bad input now, not after the rehearsal
     check = None
     if args.budgets is not None:
         budgets = _budgets_for(args.budgets, args.scenario or DEFAULT_SCENARIO)
         if args.abort_on_fail:
-            from capacity_model.gate import abort_check
+            from gala.gate.abort import abort_check
 
             check = lambda live: abort_check(budgets, live)  # noqa: E731
     outcome = run(RunOptions(
         scenario=args.scenario or DEFAULT_SCENARIO, host=args.host, target_pids=args.target_pid,
         target_nodes=args.target_nodes, target_cores_per_node=args.target_cores_per_node,
+        target_cpu_limit=args.target_cpu_limit,
         out=args.out, duration_scale=args.duration_scale, seed=args.seed,
         workers=args.workers, remote_workers=args.remote_workers, master_bind_port=args.master_bind_port,
         workers_wait_s=args.workers_wait,
         target_config=args.target_config, inject=args.inject, abort_check=check, quiet=args.quiet,
         command=["gala", *sys.argv[1:]],
     ))
-    if outcome.exit_code == 130 or outcome.info.status == "failed":
+    if outcome.exit_code == ExitCode.INTERRUPTED or outcome.info.status == "failed":
         return outcome.exit_code
     code = outcome.exit_code
     if not args.no_plan and not outcome.info.interrupted:
-        code = _plan(outcome.run_dir, args.spec, args.quiet) or code
+        plan_code = _plan(outcome.run_dir, args.spec, args.quiet)
+        if args.fail_on_short and plan_code == ExitCode.NODE_BUDGET_SHORT:
+            code = plan_code
     if args.budgets is not None:
-        code = _gate(outcome.run_dir, args.budgets)
+        code = _gate(outcome.run_dir, args.budgets) or code
     return code

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gala.contract.errors import ExitCode, exit_codes_help
+
 
 EXAMPLES = """examples:
   gala swarm size --rps 50000 --from results/<run-id>      workers for 50,000 req/s (and for the night)
@@ -15,7 +17,8 @@ EXAMPLES = """examples:
   gala swarm collect -n gala --run-id <id>                  the master's results into results/<gala run id>/
   gala swarm down -n gala --run-id <id>                     (or --ttl 600: let the Jobs expire after the run)
   gala swarm render --target-url http://192.0.2.10:8080 --out deploy/   the same objects, for GitOps
-"""
+
+""" + exit_codes_help(ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.CLUSTER_ERROR) + "\n"
 
 
 def _kube_options(p: argparse.ArgumentParser) -> None:
@@ -93,21 +96,21 @@ def register(sub) -> None:
 
 
 def _guard(fn):
-    """Cluster errors: one line and exit 3 (bad input stays InputError: exit 2 from gala.cli)."""
+    """Cluster errors: one line and exit 4 (bad input stays InputError: exit 2 from gala.cli)."""
     def run(args) -> int:
-        from k8s.launcher import ClusterError
+        from loadtests.swarm.launcher import ClusterError
 
         try:
             return fn(args)
         except ClusterError as exc:
             print(f"gala swarm: {exc}", file=sys.stderr)
-            return exc.exit_code
+            return int(exc.exit_code)
     return run
 
 
 def _build_spec(args):
-    from gala.errors import InputError
-    from k8s.render import make_spec, new_run_id, swarm_scenario
+    from gala.contract.errors import InputError
+    from loadtests.swarm.render import make_spec, new_run_id, swarm_scenario
     from loadtests.scenario import DEFAULT_SCENARIO, load_scenario
 
     path = Path(args.scenario) if args.scenario else DEFAULT_SCENARIO
@@ -125,7 +128,7 @@ def _build_spec(args):
 
 
 def _render(args) -> int:
-    from k8s.render import render, to_yaml, write_dir
+    from loadtests.swarm.render import render, to_yaml, write_dir
 
     spec = _build_spec(args)
     docs = render(spec)
@@ -139,7 +142,7 @@ def _render(args) -> int:
 
 @_guard
 def _up(args) -> int:
-    from k8s.launcher import connect, up
+    from loadtests.swarm.launcher import connect, up
 
     spec = _build_spec(args)
     cluster = connect(args.kubeconfig, args.context)
@@ -153,7 +156,7 @@ def _up(args) -> int:
 
 @_guard
 def _status(args) -> int:
-    from k8s.launcher import connect, status
+    from loadtests.swarm.launcher import connect, status
 
     st = status(connect(args.kubeconfig, args.context), args.namespace, args.run_id)
     if not st.jobs and not st.pods:
@@ -169,8 +172,8 @@ def _status(args) -> int:
 
 @_guard
 def _collect(args) -> int:
-    from k8s.collect import collect
-    from k8s.launcher import connect
+    from loadtests.swarm.collect import collect
+    from loadtests.swarm.launcher import connect
 
     folder = collect(connect(args.kubeconfig, args.context), args.namespace, args.run_id, args.out)
     print(folder)
@@ -179,10 +182,10 @@ def _collect(args) -> int:
 
 @_guard
 def _down(args) -> int:
-    from k8s.launcher import connect, down
+    from loadtests.swarm.launcher import connect, down
 
     if args.ttl is not None and args.ttl < 0:
-        from gala.errors import InputError
+        from gala.contract.errors import InputError
         raise InputError(f"--ttl: expected seconds >= 0, got {args.ttl}")
     done = down(connect(args.kubeconfig, args.context), args.namespace, args.run_id, ttl_s=args.ttl)
     verb = "set to expire" if args.ttl is not None else "deleted"
@@ -191,9 +194,9 @@ def _down(args) -> int:
 
 
 def _size(args) -> int:
-    from gala.results import load_run
-    from k8s.render import OVERLAYS_DIR, swarm_scenario
-    from k8s.size import NIGHT_RPS, generator_cost, latest_run, size_for, write_overlay
+    from gala.contract.results import load_run
+    from loadtests.swarm.render import OVERLAYS_DIR, swarm_scenario
+    from loadtests.swarm.size import NIGHT_RPS, generator_cost, latest_run, size_for, write_overlay
 
     run = load_run(args.from_run or latest_run(Path("results")))
     cost = generator_cost(run)

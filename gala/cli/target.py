@@ -41,12 +41,12 @@ def _serve(args) -> int:
     import secrets
     from urllib.parse import urlsplit
 
-    from gala.errors import InputError
-    from loadtests.scenario import is_loopback_url
+    from gala.contract.errors import InputError
+    from gala.contract.loopback import is_loopback_host
     from loadtests.target.config import load_config
     from loadtests.target.faults import describe, merge_faults
 
-    if not is_loopback_url(f"http://[{args.host}]/" if ":" in args.host else f"http://{args.host}/") and not args.allow_remote:
+    if not is_loopback_host(args.host) and not args.allow_remote:
         raise InputError(f"--host {args.host!r} is not a loopback address; pass --allow-remote to serve beyond this machine")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: expected 0..65535")
@@ -61,8 +61,7 @@ def _serve(args) -> int:
         from loadtests.target.redis_store import check_url
 
         check_url(args.store)
-        host = urlsplit(args.store).hostname
-        if not is_loopback_url(f"http://[{host}]/" if ":" in host else f"http://{host}/") and not args.allow_remote:
+        if not is_loopback_host(urlsplit(args.store).hostname) and not args.allow_remote:
             raise InputError(f"--store {args.store!r} is not on a loopback address; pass --allow-remote to use it")
     config = load_config(args.config)
     faults = merge_faults(config.faults, args.inject)

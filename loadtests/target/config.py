@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
+from gala.contract.yamlfile import load_marked, validate_marked
 
 CARD_KINDS: tuple[str, ...] = ("爱国", "敬业", "富强", "和谐", "友善")
 CardKind = Literal["爱国", "敬业", "富强", "和谐", "友善"]
@@ -119,31 +119,15 @@ class TargetConfig(_Strict):
         return self
 
 
-def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p != "[key]") or "(top level)"
-
-
 def load_config(path: str | Path | None) -> TargetConfig:
-    """Read and validate a YAML config; None gives the defaults. Raises InputError naming file and field."""
+    """Read and validate a YAML config; None gives the defaults. Raises InputError `FILE:LINE: field: expected ...`."""
     if path is None:
         return TargetConfig()
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read the target config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{p}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw, lines = load_marked(p, "target config")
     if raw is None:
-        raw = {}
+        raise InputError(f"{p}:1: (top level): the file is empty; expected a mapping of target settings "
+                         "(see loadtests/target/configs/gala-2016.yaml)")
     if not isinstance(raw, dict):
-        raise InputError(f"{p}: expected a mapping of target settings at the top level, got {type(raw).__name__}")
-    try:
-        return TargetConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        msg = err["msg"].removeprefix("Value error, ")
-        raise InputError(f"{p}: field {_field_path(err['loc'])}: {msg}{more}") from None
+        raise InputError(f"{p}:1: (top level): expected a mapping of target settings, got {type(raw).__name__}")
+    return validate_marked(TargetConfig, raw, lines, str(p))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 from .config import LINKS, LinkFaults
 

@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 from .config import CARD_KINDS, TargetConfig
 from .split import random_split

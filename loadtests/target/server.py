@@ -16,7 +16,7 @@ import sys
 
 from aiohttp import web
 
-from gala.errors import InputError
+from gala.contract.errors import InputError
 
 from .app import LINK_CPU, make_app
 from .config import LinkFaults, TargetConfig

@@ -1,1 +1,0 @@
-"""Kustomize files shipped as package data (see k8s/render.py)."""

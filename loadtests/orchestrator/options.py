@@ -1,0 +1,84 @@
+"""What `gala run` is asked to do (`RunOptions`), what it did (`RunOutcome`), and the checks on the
+options that must fail as bad input (exit 2) before any folder or process exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from gala.contract.errors import InputError
+from gala.contract.loopback import require_loopback
+from gala.contract.results import RunInfo
+from loadtests.scenario import DEFAULT_SCENARIO, Scenario
+
+@dataclass
+class RunOptions:
+    scenario: Path = DEFAULT_SCENARIO
+    host: str | None = None
+    target_pids: list[int] = field(default_factory=list)
+    target_nodes: int = 1
+    target_cores_per_node: float | None = None
+    target_cpu_limit: float | None = None  # cores: the target confined by a cgroup (node emulation)
+    out: Path = Path("results")
+    duration_scale: float = 1.0
+    seed: int | None = None
+    workers: int = 0
+    remote_workers: int = 0
+    master_bind_port: int | None = None
+    workers_wait_s: int | None = None
+    target_config: Path | None = None
+    inject: list[str] = field(default_factory=list)
+    abort_check: Callable[[dict], str | None] | None = None  # once a second, on live.json
+    quiet: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    info: RunInfo
+    exit_code: int  # 0 done (complete or degraded), 1 failed, 130 stopped by a signal
+
+    @property
+    def aborted(self) -> bool:
+        return (self.info.interrupt_reason or "").startswith("abort-on-fail")
+
+
+def builtin_config(opts: RunOptions, sc: Scenario) -> Path | None:
+    """--target-config, else the scenario's target.config (relative to the scenario file)."""
+    if opts.target_config is not None:
+        return opts.target_config
+    return sc.source_path.parent / sc.target.config if sc.target.config else None
+
+
+def check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
+    """Bad combinations are input errors (exit 2) before anything starts; returns (url, builtin)."""
+    if opts.workers < 0 or opts.remote_workers < 0:
+        raise InputError("--workers/--remote-workers: expected a count >= 0")
+    if opts.workers and opts.remote_workers:
+        raise InputError("--workers and --remote-workers: expected one or the other (local or remote workers)")
+    if opts.target_nodes < 1:
+        raise InputError(f"--target-nodes: expected a count >= 1, got {opts.target_nodes}")
+    if opts.target_cores_per_node is not None and not opts.target_cores_per_node > 0:
+        raise InputError(f"--target-cores-per-node: expected a number > 0, got {opts.target_cores_per_node}")
+    for pid in opts.target_pids:
+        if not psutil.pid_exists(pid):
+            raise InputError(f"--target-pid {pid}: no such process")
+    url = opts.host or (None if sc.target.builtin else sc.target.url)
+    if opts.target_cpu_limit is not None and url is not None and not opts.target_pids:
+        raise InputError("--target-cpu-limit: limits the built-in target or the --target-pid processes; "
+                         "with --host, name your target's processes with --target-pid")
+    if url is not None:
+        require_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
+        if opts.target_config or opts.inject:
+            raise InputError("--target-config/--inject: only for the built-in target (drop --host, or use the scenario's target: builtin)")
+    else:
+        # the target would refuse them too, but only after a results folder exists: check them now
+        from loadtests.target.config import load_config
+        from loadtests.target.faults import merge_faults
+
+        merge_faults(load_config(builtin_config(opts, sc)).faults, [*sc.target.inject, *opts.inject])
+    return url, url is None

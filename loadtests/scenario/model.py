@@ -1,0 +1,326 @@
+"""The scenario's typed model: links, users and their pacing, phases, the target, the seed; and the
+phases as they will run (`Scenario.planned_phases`: times after duration_scale, intended rates).
+
+Pure pydantic: no I/O (the loader is `loadtests.scenario.load`), no Locust, no gevent.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from gala.contract.errors import InputError
+from gala.contract.loopback import is_loopback_url
+from gala.contract.phases import owner
+
+PACKAGED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+DEFAULT_SCENARIO = PACKAGED_DIR / "feb1.yaml"
+BUILTIN = "builtin"
+
+
+class ScenarioError(InputError):
+    """A scenario file that cannot be used; the message is `path:LINE: field: what was expected`."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than intent: reject them with their line.
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdminCall(_Strict):
+    """An HTTP call to the target's admin API (bearer token from `TargetSpec.admin_token_env`)."""
+
+    method: Literal["GET", "POST", "PUT", "DELETE"] = "POST"
+    path: str = Field(pattern=r"^/")
+    json_body: Any = Field(default=None, alias="json")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TargetSpec(_Strict):
+    url: str = BUILTIN
+    config: str | None = None
+    inject: list[str] = Field(default_factory=list)
+    audit_path: str | None = None
+    admin_token_env: str = "GALA_ADMIN_TOKEN"
+    after_run: list[AdminCall] = Field(default_factory=list)
+    allow_remote_target: bool = False
+
+    @property
+    def builtin(self) -> bool:
+        return self.url == BUILTIN
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, v: str) -> str:
+        if v == BUILTIN:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f'expected "builtin" or an http(s) URL like http://127.0.0.1:8080, got {v!r}')
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> "TargetSpec":
+        if not self.builtin and not self.allow_remote_target and not is_loopback_url(self.url):
+            raise ValueError(
+                f"url {self.url!r} is not on loopback; set target.allow_remote_target: true to load a remote system"
+            )
+        return self
+
+
+class LinkSpec(_Strict):
+    critical: bool = True
+    description: str = ""
+
+
+class RequestSpec(_Strict):
+    """One request of the generic declarative user (`loadtests.locust_plugin.users.http:HttpUser`)."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    path: str = Field(pattern=r"^/")
+    link: str
+    label: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    json_body: Any = Field(default=None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @property
+    def name(self) -> str:
+        """The Locust request name: `<link>:<label>`; the label defaults to the path."""
+        return f"{self.link}:{self.label or self.path}"
+
+
+PacingKind = Literal["poisson", "jittered", "burst", "none"]
+
+
+class UserSpec(_Strict):
+    """A user class: a Python class (`class_path` + `params`) or declarative `requests`, plus pacing.
+
+    `rate_per_s` is one user's mean rate of actions; `pacing` how gaps are drawn: `poisson` (exponential
+    gaps), `jittered` (1/rate ± jitter), `burst` (`burst_size` actions `burst_gap_s` apart, then a pause
+    that keeps the mean rate), `none` (no wait: as fast as the target answers).
+    `link_shares`: which share of this user's requests go to each link (known for declarative users from
+    their weights; for a class, as the scenario assumes it), used only for intended rates.
+    """
+
+    class_path: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    params: dict[str, Any] = Field(default_factory=dict)
+    requests: list[RequestSpec] | None = None
+    rate_per_s: float = Field(default=1.0, gt=0)
+    pacing: PacingKind = "poisson"
+    jitter: float = Field(default=0.5, ge=0, le=1)
+    burst_size: int = Field(default=4, ge=1)
+    burst_gap_s: float = Field(default=0.15, ge=0)
+    link_shares: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "UserSpec":
+        if (self.class_path is None) == (self.requests is None):
+            raise ValueError("expected exactly one of class_path (a Python user class) or requests (a list)")
+        if self.requests is not None and not self.requests:
+            raise ValueError("requests: expected at least one request")
+        if self.pacing == "burst" and self.burst_size * self.burst_gap_s >= self.burst_size / self.rate_per_s:
+            raise ValueError(
+                f"burst of {self.burst_size} actions {self.burst_gap_s} s apart takes longer than the mean rate "
+                f"{self.rate_per_s}/s allows; lower burst_gap_s or rate_per_s"
+            )
+        return self
+
+    def shares(self) -> dict[str, float]:
+        """Share of this user's requests per link (sums to 1), or {} when not known."""
+        if self.requests is not None:
+            raw: dict[str, float] = {}
+            for r in self.requests:
+                raw[r.link] = raw.get(r.link, 0.0) + r.weight
+        else:
+            raw = dict(self.link_shares)
+        total = sum(raw.values())
+        return {k: v / total for k, v in raw.items()} if total > 0 else {}
+
+
+class PhaseSpec(_Strict):
+    """A phase: users per user class (and/or arrival rate per link) for `duration_s` from `start_s`.
+
+    `start_s` None starts the phase when the previous one ends; an earlier start overlaps them.
+    `arrival_rps` paces the phase's users so that each named link receives that many requests per
+    second in all (the users must be enough to carry it).
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    duration_s: float = Field(gt=0)
+    start_s: float | None = Field(default=None, ge=0)
+    users: dict[str, int] = Field(default_factory=dict)
+    spawn_rate: float | None = Field(default=None, gt=0)
+    arrival_rps: dict[str, float] | None = None
+
+    @field_validator("users")
+    @classmethod
+    def _non_negative(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, n in v.items():
+            if n < 0:
+                raise ValueError(f"users.{k}: expected a count >= 0, got {n}")
+        return v
+
+    @field_validator("arrival_rps")
+    @classmethod
+    def _positive_rates(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        for k, r in (v or {}).items():
+            if not (r >= 0 and math.isfinite(r)):
+                raise ValueError(f"arrival_rps.{k}: expected a rate >= 0, got {r}")
+        return v
+
+
+class PhasePlan(BaseModel):
+    """A phase as it will run: times after duration_scale, and what each link is asked to carry."""
+
+    name: str
+    start_s: float
+    end_s: float
+    users: dict[str, int]
+    spawn_rate: float
+    intended_rps: dict[str, float]
+    # Per-user action rate of each user class in this phase (arrival phases change it).
+    user_rate_per_s: dict[str, float]
+
+
+class Scenario(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    description: str = ""
+    seed: int = 0
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    links: dict[str, LinkSpec]
+    users: dict[str, UserSpec]
+    phases: list[PhaseSpec] = Field(min_length=1)
+
+    # Set by load_scenario, not by the file.
+    _duration_scale: float = PrivateAttr(default=1.0)
+    _source_path: Path | None = PrivateAttr(default=None)
+    _sha256: str = PrivateAttr(default="")
+
+    @property
+    def duration_scale(self) -> float:
+        return self._duration_scale
+
+    @property
+    def source_path(self) -> Path | None:
+        return self._source_path
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the file's bytes, as run.json records it."""
+        return self._sha256
+
+    @field_validator("links")
+    @classmethod
+    def _link_names(cls, v: dict[str, LinkSpec]) -> dict[str, LinkSpec]:
+        if not v:
+            raise ValueError("expected at least one link")
+        for k in v:
+            if not k or ":" in k or k.startswith("_"):
+                raise ValueError(f"link name {k!r}: expected a name without ':' that does not start with '_'")
+        return v
+
+    @field_validator("users")
+    @classmethod
+    def _user_names(cls, v: dict[str, UserSpec]) -> dict[str, UserSpec]:
+        if not v:
+            raise ValueError("expected at least one user class")
+        for k in v:
+            if not k.isidentifier():
+                raise ValueError(f"user name {k!r}: expected a Python identifier (it becomes a Locust class name)")
+        return v
+
+    # ------------------------------------------------------------------ derived views
+
+    @property
+    def critical_links(self) -> list[str]:
+        return [k for k, v in self.links.items() if v.critical]
+
+    @property
+    def total_duration_s(self) -> float:
+        return max(p.end_s for p in self.planned_phases())
+
+    def planned_phases(self) -> list[PhasePlan]:
+        """The phases' times after duration_scale, users, and intended requests/s per link.
+
+        A request belongs to the most recently started phase still running, so a phase's intended
+        rate counts every user running during the time attributed to it (overlapping phases' users
+        included), divided by the phase's whole duration, exactly as its achieved rps is measured.
+        """
+        times, rates = self._phase_times(), [_phase_user_rates(self, p) for p in self.phases]
+        expected: list[dict[str, float]] = [{} for _ in self.phases]
+        for t0, t1, own, active in self._segments(times):
+            counts: dict[str, int] = {}
+            rate_now: dict[str, float] = {}
+            for i in active:  # later-started phases override a class's pace
+                for u, n in self.phases[i].users.items():
+                    counts[u] = counts.get(u, 0) + n
+                    if n:
+                        rate_now[u] = rates[i][u]
+            for u, n in counts.items():
+                spec = self.users[u]
+                if not n or spec.pacing == "none":
+                    continue
+                for link, share in spec.shares().items():
+                    expected[own][link] = expected[own].get(link, 0.0) + n * rate_now[u] * share * (t1 - t0)
+        plans = []
+        for i, p in enumerate(self.phases):
+            start, end = times[i]
+            total_users = sum(p.users.values())
+            # Ramp within ~10% of the phase (at least 1 s) unless the file says otherwise.
+            spawn = p.spawn_rate or max(1.0, total_users / max(1.0, 0.1 * (end - start)))
+            plans.append(PhasePlan(
+                name=p.name, start_s=start, end_s=end, users=dict(p.users), spawn_rate=spawn,
+                intended_rps={k: round(v / (end - start), 6) for k, v in expected[i].items() if v > 0},
+                user_rate_per_s=rates[i],
+            ))
+        return plans
+
+    def _phase_times(self) -> list[tuple[float, float]]:
+        out, prev_end = [], 0.0
+        for p in self.phases:
+            start = prev_end if p.start_s is None else p.start_s * self.duration_scale
+            prev_end = start + p.duration_s * self.duration_scale
+            out.append((start, prev_end))
+        return out
+
+    @staticmethod
+    def _segments(times: list[tuple[float, float]]):
+        """Yield (t0, t1, owning phase index, active phase indexes) between consecutive phase edges."""
+        edges = sorted({t for se in times for t in se})
+        for t0, t1 in zip(edges, edges[1:]):
+            active = [i for i, (s, e) in enumerate(times) if s <= t0 and e >= t1]
+            if active:
+                yield t0, t1, owner([s for s, _ in times], [e for _, e in times], t0), sorted(active, key=lambda i: (times[i][0], i))
+
+    def user_rates_at(self, t_s: float) -> dict[str, float]:
+        """Per-user action rate of each user class at run time t_s (the most recently started phase wins)."""
+        out = {name: u.rate_per_s for name, u in self.users.items()}
+        times = self._phase_times()
+        for i in sorted(range(len(times)), key=lambda i: (times[i][0], i)):
+            if times[i][0] <= t_s:
+                out.update({k: v for k, v in _phase_user_rates(self, self.phases[i]).items()
+                            if self.phases[i].users.get(k)})
+        return out
+
+    def link_of(self, request_name: str) -> str:
+        """The link of a Locust request name `<link>:<label>` (text before the first ':')."""
+        return request_name.split(":", 1)[0]
+
+
+def _phase_user_rates(sc: Scenario, p: PhaseSpec) -> dict[str, float]:
+    """Per-user rate of each user class in phase p: its own rate, or the one its arrival_rps asks."""
+    rates = {u: sc.users[u].rate_per_s for u in p.users}
+    for link, rps in (p.arrival_rps or {}).items():
+        carriers = [u for u, n in p.users.items() if n > 0 and sc.users[u].shares().get(link)]
+        for u in carriers:
+            share = sc.users[u].shares()[link]
+            rates[u] = rps / (len(carriers) * p.users[u] * share)
+    return rates
