@@ -17,7 +17,6 @@ import argparse
 import collections
 import os
 import platform
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -28,22 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
+from loadtests.target import launch  # noqa: E402
 from target_fuzz_cases import FUZZ_CONFIG, Unclean, audit, cases, make_world, send  # noqa: E402
 
 
 def _start(store: str | None) -> tuple[subprocess.Popen, str, str]:
-    cfg = Path(tempfile.mkdtemp(prefix="gala-fuzz-")) / "fuzz.yaml"
-    cfg.write_text(FUZZ_CONFIG)
-    token = "fuzz-" + secrets.token_hex(8)
-    extra = ["--processes", "2", "--store", store] if store else []
-    proc = subprocess.Popen([sys.executable, "-m", "gala", "target", "serve", "--port", "0", "--config", str(cfg), *extra],
-                            stdout=subprocess.PIPE, stderr=open(cfg.parent / "target.log", "w"), text=True, cwd=REPO,
-                            env=dict(os.environ, GALA_ADMIN_TOKEN=token))
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise SystemExit(f"target did not start: {line!r}; see {cfg.parent / 'target.log'}")
-    return proc, line.split()[-1], token
+    folder = Path(tempfile.mkdtemp(prefix="gala-fuzz-"))
+    (folder / "fuzz.yaml").write_text(FUZZ_CONFIG)
+    t = launch.start(folder / "target.log", config=folder / "fuzz.yaml", extra=["--processes", "2", "--store", store] if store else [])
+    return t.proc, t.url, t.admin_token
 
 
 def _peak_rss_mb(pid: int) -> dict[int, float]:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from loadtests.target import launch  # noqa: E402
 from loadtests.target.client import TargetClient  # noqa: E402
 
 CONFIG = "seed: 11\ndrops: {count: 0}\ncard_caps: {敬业: 400}\nenvelope_odds: 0.3\n"
@@ -160,17 +160,10 @@ class Soak:
 
 
 def start(store: str, processes: int) -> tuple[subprocess.Popen, str, str]:
-    cfg = Path(tempfile.mkdtemp(prefix="gala-soak-")) / "soak.yaml"
-    cfg.write_text(CONFIG)
-    token = "soak-" + secrets.token_hex(8)
-    proc = subprocess.Popen([sys.executable, "-m", "gala", "target", "serve", "--port", "0", "--config", str(cfg),
-                             "--processes", str(processes), "--store", store], stdout=subprocess.PIPE,
-                            stderr=open(cfg.parent / "target.log", "w"), text=True, cwd=REPO, env=dict(os.environ, GALA_ADMIN_TOKEN=token))
-    line = proc.stdout.readline()
-    if "http://" not in line:
-        proc.kill()
-        raise SystemExit(f"target did not start: {line!r}; see {cfg.parent / 'target.log'}")
-    return proc, line.split()[-1], token
+    folder = Path(tempfile.mkdtemp(prefix="gala-soak-"))
+    (folder / "soak.yaml").write_text(CONFIG)
+    t = launch.start(folder / "target.log", config=folder / "soak.yaml", extra=["--processes", str(processes), "--store", store])
+    return t.proc, t.url, t.admin_token
 
 
 def make_users(url: str, n: int, rng: random.Random) -> tuple[list[tuple[int, str]], dict[int, list[int]]]:

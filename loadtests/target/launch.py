@@ -39,6 +39,18 @@ class RunningTarget:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """A multi-process target's workers (its `processes: N … (pids …)` line); [] for one process."""
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("processes: "):
+                return [int(p) for p in line.rpartition("(pids ")[2].rstrip(")").split()]
+        return []
+
+    def pids(self) -> list[int]:
+        """Every process of the target: the one process, or the supervisor and its workers."""
+        return [self.pid, *self.worker_pids]
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -79,7 +91,11 @@ def start(log_path: Path, *, config: Path | None = None, inject: Sequence[str] =
     while time.monotonic() < deadline:
         for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("serving on ") and "://" in line:
-                return RunningTarget(url=line.split()[-1], admin_token=token, proc=proc, log_path=log_path)
+                running = RunningTarget(url=line.split()[-1], admin_token=token, proc=proc, log_path=log_path)
+                # N processes: the supervisor names its workers on the line after (written at once)
+                while "--store" in extra and not running.worker_pids and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                return running
         if proc.poll() is not None:
             break
         time.sleep(0.05)
