@@ -58,9 +58,9 @@ def _serve(args) -> int:
     if args.run_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.run_id):
         raise InputError(f"--run-id {args.run_id!r}: expected 1..64 letters, digits, '-' or '_'")
     if args.store:
-        from loadtests.target.redis_store import check_url
+        from loadtests.target.launch import check_store_url
 
-        check_url(args.store)
+        check_store_url(args.store)
         if not is_loopback_host(urlsplit(args.store).hostname) and not args.allow_remote:
             raise InputError(f"--store {args.store!r} is not on a loopback address; pass --allow-remote to use it")
     config = load_config(args.config)

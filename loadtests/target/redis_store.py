@@ -18,7 +18,6 @@ import logging
 import random
 import secrets
 from importlib import resources
-from urllib.parse import urlsplit
 
 import numpy as np
 import redis
@@ -33,6 +32,7 @@ from redis.retry import Retry
 from gala.contract.errors import InputError
 
 from .config import CARD_KINDS, TargetConfig
+from .launch import check_store_url
 from .split import random_split
 from .store import Rejected, Snapshot, Store, StoreUnavailable
 
@@ -50,15 +50,6 @@ def prefix_for(run_id: str) -> str:
 def script_text(name: str) -> str:
     lua = resources.files("loadtests.target") / "lua"
     return (lua / "prelude.lua").read_text(encoding="utf-8") + "\n" + (lua / f"{name}.lua").read_text(encoding="utf-8")
-
-
-def check_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise InputError(f"--store {url!r}: expected redis://HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0)")
-    db = parts.path.strip("/") or "0"
-    if not db.isascii() or not db.isdigit():
-        raise InputError(f"--store {url!r}: the database must be a number (redis://HOST:PORT/DB)")
 
 
 def _codds(bounds: tuple[tuple[float, str], ...]) -> str:
@@ -83,7 +74,7 @@ def prepare(url: str, run_id: str, config: TargetConfig) -> str:
     Synchronous, in the supervisor before the workers start. Raises InputError (exit 2) naming the
     URL when Redis cannot be reached, or when the run id already holds a run with another config.
     """
-    check_url(url)
+    check_store_url(url)
     prefix = prefix_for(run_id)
     config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5, retry=Retry(NoBackoff(), 0))

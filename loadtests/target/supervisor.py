@@ -18,23 +18,14 @@ import select
 import signal
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 from .config import LinkFaults, TargetConfig
+from .launch import redact
 from .server import bind, event_loop_runner, serve, url_of
 
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
-
-
-def redact(url: str) -> str:
-    """The store URL without a password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, f"{parts.username or ''}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _die_with_parent(parent: int) -> None:
