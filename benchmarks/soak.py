@@ -214,8 +214,10 @@ def main() -> int:
         asyncio.run(drive(soak, args.requests, args.connections))
         wall_s = time.monotonic() - t0
         admin = TargetClient(url, token, timeout_s=120)
-        draw = admin.call("POST", "/admin/draw", {})[1]
-        report = admin.call("GET", "/admin/audit")[1]
+        status_d, draw = admin.call("POST", "/admin/draw", {})
+        status_a, report = admin.call("GET", "/admin/audit")
+        if status_d != 200 or status_a != 200:
+            raise SystemExit(f"the draw answered {status_d} {draw}; the audit answered {status_a} {str(report)[:500]}")
         lost = 0
         for uid, tok in users:  # every acknowledged holding is where the acknowledgement said
             me = TargetClient(url, tok).call("GET", "/me")[1]

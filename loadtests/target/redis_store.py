@@ -41,6 +41,7 @@ SCRIPTS = ("grab", "admin_drop", "give_card", "split", "send", "friend", "user",
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, ReadOnlyError, OSError)
 _KIND_INDEX = {k: str(i + 1) for i, k in enumerate(CARD_KINDS)}
 _MAX_CACHED_SECRETS = 500_000
+SLOW_TIMEOUT_S = 120.0
 
 
 def prefix_for(run_id: str) -> str:
@@ -140,11 +141,17 @@ class RedisStore(Store):
             decode_responses=True, retry=AsyncRetry(NoBackoff(), 0))
         self.client = aioredis.Redis(connection_pool=pool)
         self.scripts = {name: self.client.register_script(script_text(name)) for name in SCRIPTS}
+        # The audit's snapshot and the draw read the whole state: on a soak's state that takes seconds,
+        # longer than a request's socket timeout, so they get a connection of their own.
+        self.slow = aioredis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=SLOW_TIMEOUT_S,
+                                            decode_responses=True, retry=AsyncRetry(NoBackoff(), 0), max_connections=2)
+        self.slow_scripts = {name: self.slow.register_script(script_text(name)) for name in ("snapshot", "draw")}
 
     async def close(self) -> None:
         if self.client is not None:
-            await self.client.aclose()
-            await self.client.connection_pool.disconnect()
+            for client in (self.client, self.slow):
+                await client.aclose()
+                await client.connection_pool.disconnect()
 
     async def _call(self, coro):
         try:
@@ -163,7 +170,8 @@ class RedisStore(Store):
             raise
 
     async def _run(self, name: str, *args) -> list:
-        res = await self._call(self.scripts[name](args=[self.prefix, *args]))
+        script = self.slow_scripts.get(name) or self.scripts[name]
+        res = await self._call(script(args=[self.prefix, *args]))
         if res[0] == "!":
             if res[1] == 503:
                 raise StoreUnavailable(res[2])
