@@ -125,7 +125,13 @@ def _throughput(run: Run) -> pd.DataFrame:
 
 def _busy_cores(run: Run) -> pd.DataFrame:
     """Seconds x services: cores busy in the target's processes, summed per process name (replicas of a
-    service add up), from `cpu_percent` (a row t_s is the second [t_s, t_s+1), as timeseries.csv)."""
+    service add up), from `cpu_percent` (a row t_s is the second [t_s, t_s+1), as timeseries.csv).
+
+    So N processes of one program are one pooled service, not N services: the built-in target's
+    workers (`gala run --target-processes N`) run the same code behind one port (one accept queue)
+    over one shared store, so any request can land on any of them and their CPU per request is one
+    demand; sizing then spreads that service's load over nodes. Processes of other programs (the
+    shared store's redis-server) are services of their own, with their own demand."""
     cpu = run.cpu
     target = cpu[cpu["role"] == "target"]
     if target.empty:
@@ -150,6 +156,11 @@ def _windows(runset: RunSet) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, lis
     for run in runset.runs:
         x, u = _throughput(run), _busy_cores(run)
         parts.append((run, x, u))
+        target = run.cpu[run.cpu["role"] == "target"]
+        for name, pids in target.groupby("name")["pid"].nunique().items():
+            if pids > 1:
+                notes.append(f"{run.run_id}: {pids} target processes named {name} are pooled as one service "
+                             "(replicas of one program: their CPU adds up into one demand per request)")
     with_cpu = [p for p in parts if not p[2].empty]
     if with_cpu and len(with_cpu) < len(parts):
         skipped = [p[0].run_id for p in parts if p[2].empty]

@@ -14,12 +14,49 @@ from loadtests.target import launch
 
 REPO = Path(__file__).resolve().parent.parent
 GALA = [sys.executable, "-m", "gala"]
+REDIS_URL = os.environ.get("GALA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0) -> launch.RunningTarget:
+def redis_absent(url: str = REDIS_URL) -> str | None:
+    """Why Redis at `url` cannot be used, or None when it answers PING."""
+    try:
+        import redis
+    except ImportError as exc:
+        return f"redis-py is not installed ({exc})"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        return f"Redis at {url} does not answer ({exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the multi-process target tests use; skipped, with the reason, only where none answers."""
+    reason = redis_absent()
+    if reason:
+        pytest.skip(f"{reason}: the multi-process target over Redis cannot be tested here")
+    return REDIS_URL
+
+
+# Ways to run the target in tests: one in-memory process, or two processes sharing Redis.
+STORES = ["memory", "redis-2"]
+
+
+def store_args(kind: str, request) -> tuple[str, ...]:
+    """`gala target serve` options for a store kind (requests the redis_url fixture when needed)."""
+    if kind == "memory":
+        return ()
+    return ("--processes", kind.split("-")[1], "--store", request.getfixturevalue("redis_url"))
+
+
+def start_target(*extra: str, log_dir: Path, timeout_s: float = 20.0, preexec_fn=None) -> launch.RunningTarget:
     """Start the built-in target (`gala target serve --port 0`) the one way gala does."""
     return launch.start(log_dir / f"target-{secrets.token_hex(3)}.log", extra=extra, timeout_s=timeout_s,
-                        admin_token="admin-" + secrets.token_hex(8))
+                        admin_token="admin-" + secrets.token_hex(8),
+                        popen_kwargs={"preexec_fn": preexec_fn} if preexec_fn else None)
 
 
 @pytest.fixture
@@ -27,8 +64,8 @@ def target_factory(tmp_path):
     """Call it with `gala target serve` options; every target started is stopped after the test."""
     started: list[launch.RunningTarget] = []
 
-    def factory(*extra: str) -> launch.RunningTarget:
-        t = start_target(*extra, log_dir=tmp_path)
+    def factory(*extra: str, **kw) -> launch.RunningTarget:
+        t = start_target(*extra, log_dir=tmp_path, **kw)
         started.append(t)
         return t
 

@@ -1,23 +1,26 @@
-"""The built-in target keeps its invariants when many clients race for the same thing (real process, real HTTP)."""
+"""The built-in target keeps its invariants when many clients race for the same thing (real processes, real HTTP):
+one in-memory process, and two processes sharing their state in Redis (each race's calls spread over both)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 
 import aiohttp
 import pytest
 
+from conftest import STORES, store_args
 from loadtests.target.client import TargetClient
 
 QUIET = "seed: 7\ndrops: {count: 0}\n"  # no scheduled drops: the test opens its own with /admin/drop
 
 
-@pytest.fixture
-def quiet_target(target_factory, tmp_path):
+@pytest.fixture(params=STORES)
+def quiet_target(target_factory, tmp_path, request):
     cfg = tmp_path / "quiet.yaml"
     cfg.write_text(QUIET)
-    return target_factory("--config", str(cfg))
+    return target_factory("--config", str(cfg), *store_args(request.param, request))
 
 
 async def _race(url: str, calls: list[tuple[str, str, dict]]) -> list[tuple[int, dict]]:
@@ -89,3 +92,10 @@ def test_races_keep_every_invariant(quiet_target):
     assert totals["fen_issued"] == 1 + 1_000_000 + 0
     assert totals["fen_held"] + totals["fen_left_in_pools"] == totals["fen_issued"]
     assert totals["card_gifts"] == 1 and totals["splits"] == 1
+
+    if quiet_target.worker_pids:  # two processes: show the races really were split between them
+        time.sleep(1.5)  # each process publishes its CPU report every second
+        reports = admin.call("GET", "/admin/cpu")[1]["processes"]
+        grabbed = {pid: r["links"].get("grab", {}).get("requests", 0) for pid, r in reports.items()}
+        assert sorted(map(int, grabbed)) == sorted(quiet_target.worker_pids), grabbed
+        assert all(n > 0 for n in grabbed.values()) and sum(grabbed.values()) == 30 + 60 + 1, grabbed

@@ -67,6 +67,12 @@ def register(sub) -> None:
                         "CORES cores with a cgroup CPU quota: a small node this machine's generator can saturate; "
                         "recorded in run.json (needs a writable cgroup v2 with the cpu controller, or v1 cpu: root)")
     t.add_argument("--target-config", type=Path, metavar="FILE", help="configuration for the built-in target")
+    t.add_argument("--target-processes", type=int, default=1, metavar="N",
+                   help="run the built-in target as N processes on one port sharing their state in --target-store; "
+                        "their CPU is sampled per process and the plan pools them as one service (default 1)")
+    t.add_argument("--target-store", metavar="URL",
+                   help="the Redis the built-in target's processes share, e.g. redis://127.0.0.1:6379/0 "
+                        "(default: in memory, one process); its server's CPU is sampled as a service of its own")
     t.add_argument("--inject", action="append", default=[], metavar="LINK:KIND=VALUE",
                    help="a fault for the built-in target: LINK:latency=MS, LINK:errors=RATIO or LINK:stall=S; repeatable")
     lh = p.add_argument_group("Locust's habits")
@@ -181,7 +187,8 @@ def main(args) -> int:
         out=args.out, duration_scale=args.duration_scale, seed=args.seed,
         workers=args.workers, remote_workers=args.remote_workers, master_bind_port=args.master_bind_port,
         workers_wait_s=args.workers_wait,
-        target_config=args.target_config, inject=args.inject, abort_check=check, quiet=args.quiet,
+        target_config=args.target_config, target_processes=args.target_processes, target_store=args.target_store,
+        inject=args.inject, abort_check=check, quiet=args.quiet,
         command=["gala", *sys.argv[1:]], users_scale=scale, spawn_rate=args.spawn_rate,
         run_time_s=args.run_time, metrics_port=args.metrics_port, otel=args.otel, web_port=args.web_ui,
     ))

@@ -32,6 +32,8 @@ class RunOptions:
     master_bind_port: int | None = None
     workers_wait_s: int | None = None
     target_config: Path | None = None
+    target_processes: int = 1  # the built-in target as N processes sharing `target_store` (Redis)
+    target_store: str | None = None
     inject: list[str] = field(default_factory=list)
     abort_check: Callable[[dict], str | None] | None = None  # once a second, on live.json
     quiet: bool = False
@@ -60,6 +62,25 @@ def builtin_config(opts: RunOptions, sc: Scenario) -> Path | None:
     if opts.target_config is not None:
         return opts.target_config
     return sc.source_path.parent / sc.target.config if sc.target.config else None
+
+
+def check_target_store(opts: RunOptions) -> None:
+    """--target-processes N needs --target-store (in-memory state is one process's); the store must
+    be a loopback redis:// URL (its traffic is load too). Reachability is the target's own check."""
+    if not 1 <= opts.target_processes <= 64:
+        raise InputError(f"--target-processes {opts.target_processes}: expected 1..64")
+    if opts.target_processes > 1 and not opts.target_store:
+        raise InputError(f"--target-processes {opts.target_processes} needs --target-store redis://127.0.0.1:6379/0: "
+                         "the in-memory target is one process")
+    if opts.target_store:
+        from urllib.parse import urlsplit
+
+        from gala.contract.loopback import is_loopback_host
+        from loadtests.target.launch import check_store_url
+
+        check_store_url(opts.target_store, where="--target-store")
+        if not is_loopback_host(urlsplit(opts.target_store).hostname or ""):
+            raise InputError(f"--target-store {opts.target_store!r}: expected a Redis on this machine (127.0.0.1)")
 
 
 def check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
@@ -91,9 +112,11 @@ def check_options(opts: RunOptions, sc: Scenario) -> tuple[str | None, bool]:
                          "with --host, name your target's processes with --target-pid")
     if url is not None:
         require_loopback(url, allow_remote=sc.target.allow_remote_target, where="--host" if opts.host else f"{opts.scenario}: target.url")
-        if opts.target_config or opts.inject:
-            raise InputError("--target-config/--inject: only for the built-in target (drop --host, or use the scenario's target: builtin)")
+        if opts.target_config or opts.inject or opts.target_processes != 1 or opts.target_store:
+            raise InputError("--target-config/--inject/--target-processes/--target-store: only for the built-in target "
+                             "(drop --host, or use the scenario's target: builtin)")
     else:
+        check_target_store(opts)
         # the target would refuse them too, but only after a results folder exists: check them now
         from loadtests.target.config import load_config
         from loadtests.target.faults import merge_faults

@@ -27,7 +27,8 @@ from loadtests.orchestrator.outcome import display_path, generator_mode, print_r
 from loadtests.orchestrator import speed
 from loadtests.orchestrator.procs import Child
 from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
-from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin
+from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin, store_server_pid
+from loadtests.target.launch import redact
 from loadtests.scenario import load_scenario
 
 STOP_GRACE_S = 30.0      # how long Locust may take to write its files after a stop
@@ -118,11 +119,20 @@ class Runner:
     def _start_target(self) -> None:
         if self.builtin:
             inject = [*self.sc.target.inject, *self.opts.inject]
-            target = start_builtin(self.run_dir, config=builtin_config(self.opts, self.sc), inject=inject)
+            target = start_builtin(self.run_dir, config=builtin_config(self.opts, self.sc), inject=inject,
+                                   processes=self.opts.target_processes, store=self.opts.target_store)
             self.children.append(target.child)
             self.target_child, self.url, self.admin_token = target.child, target.url, target.admin_token
-            self.sampler.watch(target.child.pid, "target")
-            self.printer.say(f"gala run: built-in target on {self.url} (log: target.log)")
+            self.sampler.watch(target.child.pid, "target")  # with a store: the supervisor and its workers
+            if self.opts.target_store:
+                store_pid = store_server_pid(self.opts.target_store)
+                if store_pid is not None:
+                    self.sampler.watch(store_pid, "target")  # the shared store is part of the system under test
+                self.printer.say(f"gala run: built-in target on {self.url}: {len(target.workers)} processes "
+                                 f"(pids {' '.join(map(str, target.workers))}) sharing {redact(self.opts.target_store)}"
+                                 f"{f' (redis-server pid {store_pid})' if store_pid else ''} (log: target.log)")
+            else:
+                self.printer.say(f"gala run: built-in target on {self.url} (log: target.log)")
             if self.cpu_limit is not None:
                 try:
                     self.cpu_limit.apply(target.child.pid)
@@ -306,6 +316,8 @@ class Runner:
                 "url": self.url or "builtin", "builtin": self.builtin, "pids": self.opts.target_pids,
                 "nodes": self.opts.target_nodes, "processes": max(1, len(self.opts.target_pids)),
                 "injected_faults": [*sc.target.inject, *self.opts.inject] if self.builtin else [],
+                **({"store": redact(self.opts.target_store), "target_processes": self.opts.target_processes}
+                   if self.builtin and self.opts.target_store else {}),
                 **({"cores_per_node": self.opts.target_cores_per_node}
                    if self.opts.target_cores_per_node is not None else {}),
                 **(self.cpu_limit.record().as_run_json() if self.cpu_limit is not None else {}),

@@ -24,18 +24,36 @@ class BuiltinTarget:
     url: str
     admin_token: str
     child: Child
+    workers: list[int] = field(default_factory=list)  # with a store: the worker processes (children of child)
 
 
-def start_builtin(run_dir: Path, *, config: Path | None, inject: list[str], timeout_s: float = 30.0) -> BuiltinTarget:
-    """Start the built-in target (loadtests.target.launch) in its own session, tied to the life of gala."""
+def start_builtin(run_dir: Path, *, config: Path | None, inject: list[str], processes: int = 1,
+                  store: str | None = None, timeout_s: float = 30.0) -> BuiltinTarget:
+    """Start the built-in target (loadtests.target.launch) in its own session, tied to the life of gala;
+    with `store`, as `processes` workers under a supervisor sharing their state in that Redis."""
+    extra = ["--processes", str(processes), "--store", store] if store else []
     try:
-        target = launch.start(run_dir / "target.log", config=config, inject=inject, timeout_s=timeout_s,
+        target = launch.start(run_dir / "target.log", config=config, inject=inject, extra=extra, timeout_s=timeout_s,
                               popen_kwargs={"start_new_session": True, "preexec_fn": die_with_parent})
     except launch.TargetStartError as exc:
         # a target refusing its own input (a bad --config or --inject) is the user's input
         raise (InputError(str(exc)) if exc.refused_input else TargetError(str(exc))) from None
     child = Child(role="target", proc=target.proc, log_path=target.log_path)
-    return BuiltinTarget(url=target.url, admin_token=target.admin_token, child=child)
+    return BuiltinTarget(url=target.url, admin_token=target.admin_token, child=child, workers=target.worker_pids)
+
+
+def store_server_pid(url: str) -> int | None:
+    """The pid of the Redis server at `url` (on this machine), to sample its CPU as a service; None if unknown."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return int(client.info("server")["process_id"])
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - sampling the store is a bonus; the target already checked it answers
+        return None
 
 
 @dataclass

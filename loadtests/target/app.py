@@ -1,15 +1,17 @@
-"""The target's HTTP layer (aiohttp): routes, request validation, fault injection and metrics.
+"""The target's HTTP layer (aiohttp): routes, request validation, fault injection, metrics, CPU per link.
 
-Handlers only parse and validate (awaiting the body is the one await) and then call one
-synchronous `State` method: no await sits inside a critical section, so concurrent requests on
-this single-threaded event loop cannot interleave a mutation.
+Written once for both stores: handlers parse and validate, then make one call on the `Store`
+(store.py), which does the whole state change or none of it. Every answer is JSON, errors
+included (`{"error", "field"}`): 4xx for a refused request, 503 when the store is unreachable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import os
 import random
 import time
 
@@ -18,8 +20,9 @@ from aiohttp import web
 from .audit import audit
 from .config import CARD_KINDS, LinkFaults, TargetConfig
 from .faults import apply as apply_fault
+from .linkcpu import LinkCpu
 from .metrics import Metrics
-from .state import Rejected, State, User
+from .store import Rejected, Store, StoreUnavailable
 
 log = logging.getLogger("gala.target")
 MAX_ID = 2**53
@@ -27,14 +30,18 @@ MAX_POOL_FEN = 10**13
 MAX_NAME_CHARS = 64
 _MISSING = object()
 
-STATE: web.AppKey[State] = web.AppKey("state", State)
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+LINK_CPU: web.AppKey[LinkCpu] = web.AppKey("link_cpu", LinkCpu)
 ADMIN_TOKEN: web.AppKey[str] = web.AppKey("admin_token", str)
 
 
 def reply(data: dict, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(data, ensure_ascii=False).encode(), status=status,
-                        content_type="application/json", charset="utf-8")
+    try:
+        body = json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a stray lone surrogate: ASCII escapes keep the answer valid JSON
+        body = json.dumps(data).encode()
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 def error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -43,16 +50,22 @@ def error(status: int, message: str, field: str | None = None) -> web.Response:
 
 # ---- request parsing (all checks raise Rejected before any state is touched) ---------------
 async def body_of(request: web.Request) -> dict:
+    config = request.app[STORE].config
     try:
-        raw = await request.read()
+        async with asyncio.timeout(config.body_timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise Rejected(413, f"body larger than {request.app[STATE].config.max_body_bytes} bytes", "body") from None
+        raise Rejected(413, f"body larger than {config.max_body_bytes} bytes", "body") from None
+    except TimeoutError:
+        raise Rejected(408, f"body not received within {config.body_timeout_s:g} s", "body") from None
     if not raw.strip():
         return {}
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise Rejected(400, "malformed JSON", "body") from None
+    except RecursionError:
+        raise Rejected(400, "JSON nested too deeply", "body") from None
     if not isinstance(data, dict):
         raise Rejected(400, "body must be a JSON object", "body")
     return data
@@ -86,6 +99,17 @@ def number_field(data: dict, name: str, lo: float, hi: float, default=_MISSING) 
     return float(v)
 
 
+def text_field(data: dict, name: str, max_chars: int) -> str:
+    v = _present(data, name, _MISSING)
+    if not isinstance(v, str) or not 1 <= len(v) <= max_chars:
+        raise Rejected(400, f"expected a string of 1..{max_chars} characters", name)
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # JSON allows "\ud800"; UTF-8 cannot hold it, so it is never stored
+        raise Rejected(400, "not valid Unicode (a lone surrogate such as \\ud800)", name) from None
+    return v
+
+
 def int_list(data: dict, name: str, lo: int, hi: int, max_len: int) -> list[int]:
     v = _present(data, name, _MISSING)
     if not isinstance(v, list) or not 1 <= len(v) <= max_len:
@@ -93,6 +117,16 @@ def int_list(data: dict, name: str, lo: int, hi: int, max_len: int) -> list[int]
     if any(type(x) is not int or not lo <= x <= hi for x in v):
         raise Rejected(400, f"every item must be a whole number within {lo}..{hi}", name)
     return v
+
+
+def query_int(request: web.Request, name: str, lo: int, hi: int, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    # ASCII digits only: str.isdigit() also accepts "²" and "①", which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16 or not lo <= int(raw) <= hi:
+        raise Rejected(400, f"expected a whole number within {lo}..{hi}", name)
+    return int(raw)
 
 
 def bearer(request: web.Request) -> str:
@@ -103,8 +137,8 @@ def bearer(request: web.Request) -> str:
     return token.strip()
 
 
-def user_of(request: web.Request) -> User:
-    return request.app[STATE].authenticate(bearer(request))
+async def user_of(request: web.Request) -> int:
+    return await request.app[STORE].authenticate(bearer(request))
 
 
 def require_admin(request: web.Request) -> None:
@@ -119,84 +153,69 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def create_user(request: web.Request) -> web.Response:
     data = await body_of(request)
-    name = _present(data, "name", _MISSING)
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS:
-        raise Rejected(400, f"expected a string of 1..{MAX_NAME_CHARS} characters", "name")
-    uid, token = request.app[STATE].add_user(name)
+    name = text_field(data, "name", MAX_NAME_CHARS)
+    uid, token = await request.app[STORE].add_user(name)
     return reply({"user_id": uid, "token": token}, 201)
 
 
 async def me(request: web.Request) -> web.Response:
-    return reply(request.app[STATE].me_view(user_of(request)))
+    return reply(await request.app[STORE].me_view(await user_of(request)))
 
 
 async def add_friend(request: web.Request) -> web.Response:
-    user = user_of(request)
+    uid = await user_of(request)
     data = await body_of(request)
-    request.app[STATE].add_friend(user, int_field(data, "friend_id", 1, MAX_ID))
+    await request.app[STORE].add_friend(uid, int_field(data, "friend_id", 1, MAX_ID))
     return reply({"ok": True})
 
 
 async def grab(request: web.Request) -> web.Response:
-    user = user_of(request)
+    uid = await user_of(request)
     await body_of(request)  # any body must still be well-formed JSON
-    return reply(request.app[STATE].grab(user))
+    return reply(await request.app[STORE].grab(uid))
 
 
 async def drop_status(request: web.Request) -> web.Response:
-    return reply(request.app[STATE].drop_status())
+    return reply(await request.app[STORE].drop_status())
 
 
 async def share_card(request: web.Request) -> web.Response:
-    user = user_of(request)
+    uid = await user_of(request)
     data = await body_of(request)
     card_id, to = int_field(data, "card_id", 0, MAX_ID), int_field(data, "to", 1, MAX_ID)
-    request.app[STATE].give_card(user, card_id, to)
+    await request.app[STORE].give_card(uid, card_id, to)
     return reply({"ok": True, "card_id": card_id, "to": to})
 
 
 async def share_split(request: web.Request) -> web.Response:
-    user = user_of(request)
+    uid = await user_of(request)
     data = await body_of(request)
-    state = request.app[STATE]
+    store = request.app[STORE]
     envelope_id = int_field(data, "envelope_id", 0, MAX_ID)
-    to = int_list(data, "to", 1, MAX_ID, state.config.max_split_ways)
+    to = int_list(data, "to", 1, MAX_ID, store.config.max_split_ways)
     amounts = None
     if data.get("amounts_fen") is not None:
-        amounts = int_list(data, "amounts_fen", 1, MAX_POOL_FEN, state.config.max_split_ways)
-    children = state.split_envelope(user, envelope_id, to, amounts)
-    return reply({"ok": True, "envelopes": [
-        {"envelope_id": c.id, "owner": c.owner, "amount_fen": c.amount_fen} for c in children]})
+        amounts = int_list(data, "amounts_fen", 1, MAX_POOL_FEN, store.config.max_split_ways)
+    children = await store.split_envelope(uid, envelope_id, to, amounts)
+    return reply({"ok": True, "envelopes": children})
 
 
 async def chat_send(request: web.Request) -> web.Response:
-    user = user_of(request)
+    uid = await user_of(request)
     data = await body_of(request)
-    state = request.app[STATE]
+    store = request.app[STORE]
     to = int_field(data, "to", 1, MAX_ID)
-    text = _present(data, "text", _MISSING)
-    if not isinstance(text, str) or not 1 <= len(text) <= state.config.max_chat_chars:
-        raise Rejected(400, f"expected a string of 1..{state.config.max_chat_chars} characters", "text")
-    return reply({"ok": True, "message_id": state.send_message(user, to, text)})
-
-
-def _query_int(request: web.Request, name: str, lo: int, hi: int, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 16 or not lo <= int(raw) <= hi:
-        raise Rejected(400, f"expected a whole number within {lo}..{hi}", name)
-    return int(raw)
+    text = text_field(data, "text", store.config.max_chat_chars)
+    return reply({"ok": True, "message_id": await store.send_message(uid, to, text)})
 
 
 async def chat_inbox(request: web.Request) -> web.Response:
-    user = user_of(request)
-    state = request.app[STATE]
-    since = _query_int(request, "since", 0, MAX_ID, 0)
-    limit = _query_int(request, "limit", 1, state.config.max_inbox_limit, 100)
-    page, cursor = state.inbox(user, since, limit)
-    return reply({"messages": [{"message_id": m.message_id, "from": m.sender, "text": m.text, "at": m.at}
-                               for m in page], "cursor": cursor})
+    uid = await user_of(request)
+    store = request.app[STORE]
+    since = query_int(request, "since", 0, MAX_ID, 0)
+    limit = query_int(request, "limit", 1, store.config.max_inbox_limit, 100)
+    page, cursor = await store.inbox(uid, since, limit)
+    return reply({"messages": page, "cursor": cursor})
 
 
 async def admin_drop(request: web.Request) -> web.Response:
@@ -210,31 +229,38 @@ async def admin_drop(request: web.Request) -> web.Response:
         if not isinstance(card_odds, dict) or any(k not in CARD_KINDS for k in card_odds):
             raise Rejected(400, f"expected a mapping from card kinds {', '.join(CARD_KINDS)} to odds", "card_odds")
         card_odds = {k: number_field(card_odds, k, 0, 1) for k in card_odds}
-    drop = request.app[STATE].admin_open_drop(pool, duration, odds, card_odds)
-    return reply({"ok": True, "drop_id": drop.id, "pool_fen": drop.pool_fen,
-                  "closes_in_s": round(drop.closes_at - drop.opens_at, 3)})
+    drop = await request.app[STORE].admin_open_drop(pool, duration, odds, card_odds)
+    return reply({"ok": True, **drop})
 
 
 async def admin_draw(request: web.Request) -> web.Response:
     require_admin(request)
     await body_of(request)
-    draw = request.app[STATE].make_draw()
-    return reply({"winners": len(draw.winners), "winner_ids": draw.winners, "share_fen": draw.share_fen,
-                  "remainder_fen": draw.remainder_fen, "pool_fen": draw.pool_fen})
+    return reply(await request.app[STORE].make_draw())
 
 
 async def admin_audit(request: web.Request) -> web.Response:
     require_admin(request)
-    return reply(audit(request.app[STATE]))
+    return reply(audit(await request.app[STORE].snapshot()))
+
+
+async def admin_cpu(request: web.Request) -> web.Response:
+    """This process's CPU per link, and every process's last published report (store.publish_cpu)."""
+    require_admin(request)
+    store, own = request.app[STORE], request.app[LINK_CPU].report()
+    await store.publish_cpu(os.getpid(), own)
+    everyone = await store.cpu_reports() or {os.getpid(): own}
+    return reply({**own, "processes": {str(pid): r for pid, r in sorted(everyone.items())}})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    drop = state.open_drop()
-    gauges = {"gala_target_users": len(state.users) - 1, "gala_target_envelopes": len(state.envelopes),
-              "gala_target_messages": state.messages, "gala_target_drop_open": int(drop is not None),
-              "gala_target_drop_pool_left_fen": drop.pool_left_fen if drop else 0}
-    return web.Response(text=request.app[METRICS].render(gauges), content_type="text/plain", charset="utf-8")
+    store = request.app[STORE]
+    counts, drop = await store.counts(), await store.drop_status()  # reads only: a scrape changes nothing
+    gauges = {"gala_target_users": counts["users"], "gala_target_envelopes": counts["envelopes"],
+              "gala_target_messages": counts["messages"], "gala_target_drop_open": int(drop["open"]),
+              "gala_target_drop_pool_left_fen": drop["pool_left_fen"] or 0}
+    text = request.app[METRICS].render(gauges, request.app[LINK_CPU].render())
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 # (method, path, handler, link): the link is the `link` label in /metrics and the --inject name.
@@ -253,42 +279,61 @@ ROUTES = [
     ("POST", "/admin/drop", admin_drop, "admin"),
     ("POST", "/admin/draw", admin_draw, "admin"),
     ("GET", "/admin/audit", admin_audit, "admin"),
+    ("GET", "/admin/cpu", admin_cpu, "admin"),
 ]
 
 
-def make_middleware(links: dict, faults: dict[str, LinkFaults], metrics: Metrics, rng: random.Random):
+def make_middleware(links: dict, faults: dict[str, LinkFaults], metrics: Metrics, link_cpu: LinkCpu, rng: random.Random):
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         started = time.perf_counter()
         link = links.get(handler, "none")
+        guard = getattr(request.protocol, "_gala_guard", None)
+        if guard is not None:
+            guard.busy(request.protocol, +1)
         try:
             fault = faults.get(link)
             reason = await apply_fault(fault, rng) if fault is not None else None
             if reason is not None:
                 response = reply({"error": reason, "field": None, "link": link}, 503)
             else:
-                response = await handler(request)
+                response = await link_cpu.timed(link, handler(request))
         except Rejected as r:
             response = error(r.status, r.error, r.field)
+            if r.status == 408:
+                response.force_close()  # the rest of the body may never come
+        except StoreUnavailable as exc:
+            response = error(503, str(exc))
         except web.HTTPException as exc:  # unknown path (404), wrong method (405), too large (413)
             response = error(exc.status, exc.reason.lower(), "path" if exc.status in (404, 405) else None)
         except Exception:  # a bug: say so in JSON like every other answer, and leave the traceback in the log
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error(500, "internal error")
+        finally:
+            if guard is not None:
+                guard.busy(request.protocol, -1)
         metrics.observe(link, response.status, time.perf_counter() - started)
         return response
 
     return middleware
 
 
-def make_app(config: TargetConfig, admin_token: str, faults: dict[str, LinkFaults] | None = None) -> web.Application:
-    """Build the aiohttp application around a fresh State."""
-    state, metrics_ = State(config), Metrics()
+def make_app(store: Store, admin_token: str, faults: dict[str, LinkFaults] | None = None,
+             link_cpu: bool = True) -> web.Application:
+    """Build the aiohttp application around a store (not yet started: the server starts it)."""
+    metrics_, cpu = Metrics(), LinkCpu(link_cpu)
     links = {handler: link for _, _, handler, link in ROUTES}
     # The fault dice use their own generator so injected errors do not shift the game's draws.
-    mw = make_middleware(links, faults or {}, metrics_, random.Random())
-    app = web.Application(middlewares=[mw], client_max_size=config.max_body_bytes)
-    app[STATE], app[METRICS], app[ADMIN_TOKEN] = state, metrics_, admin_token
+    mw = make_middleware(links, faults or {}, metrics_, cpu, random.Random())
+    app = web.Application(middlewares=[mw], client_max_size=store.config.max_body_bytes)
+    app[STORE], app[METRICS], app[LINK_CPU], app[ADMIN_TOKEN] = store, metrics_, cpu, admin_token
     for method, path, handler, _ in ROUTES:
         app.router.add_route(method, path, handler)
     return app
+
+
+def memory_app(config: TargetConfig, admin_token: str, faults: dict[str, LinkFaults] | None = None) -> web.Application:
+    """The default: one process, in-memory state."""
+    from .memory import MemoryStore
+
+    return make_app(MemoryStore(config), admin_token, faults)

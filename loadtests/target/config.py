@@ -89,6 +89,12 @@ class TargetConfig(_Strict):
     max_split_ways: int = Field(50, ge=1, le=10_000)
     max_inbox_limit: int = Field(1000, ge=1, le=100_000)
     faults: dict[Link, LinkFaults] = Field(default_factory=dict)
+    # Half-sent requests must not pin a process (slowloris): see guard.py.
+    idle_timeout_s: float = Field(15.0, gt=0, le=3600, description="a connection must complete a request's headers "
+                                  "within this many seconds of opening or of its last answer, else it is closed")
+    body_timeout_s: float = Field(10.0, gt=0, le=3600, description="a request's body must arrive within this many seconds (else 408)")
+    max_connections: int = Field(4096, ge=8, le=1_000_000, description="open connections per process; at the cap the "
+                                 "oldest idle or half-sent one is closed (also held below the process's open-file limit)")
 
     @field_validator("card_odds")
     @classmethod

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from gala.contract.errors import InputError
 
 TARGET_REFUSED_INPUT = 2  # the target's exit code when it refuses its own input (a bad --config or --inject)
 
@@ -38,6 +41,18 @@ class RunningTarget:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """A multi-process target's workers (its `processes: N … (pids …)` line); [] for one process."""
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("processes: "):
+                return [int(p) for p in line.rpartition("(pids ")[2].rstrip(")").split()]
+        return []
+
+    def pids(self) -> list[int]:
+        """Every process of the target: the one process, or the supervisor and its workers."""
+        return [self.pid, *self.worker_pids]
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -79,7 +94,11 @@ def start(log_path: Path, *, config: Path | None = None, inject: Sequence[str] =
     while time.monotonic() < deadline:
         for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("serving on ") and "://" in line:
-                return RunningTarget(url=line.split()[-1], admin_token=token, proc=proc, log_path=log_path)
+                running = RunningTarget(url=line.split()[-1], admin_token=token, proc=proc, log_path=log_path)
+                # N processes: the supervisor names its workers on the line after (written at once)
+                while "--store" in extra and not running.worker_pids and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                return running
         if proc.poll() is not None:
             break
         time.sleep(0.05)
@@ -90,3 +109,26 @@ def start(log_path: Path, *, config: Path | None = None, inject: Sequence[str] =
         raise TargetStartError(tail.splitlines()[-1].removeprefix("gala: "), refused_input=True)
     raise TargetStartError(f"the built-in target did not start within {timeout_s:.0f} s (exit code {code}); "
                            f"see {log_path}:\n{tail[-1500:]}")
+
+
+def check_store_url(url: str, where: str = "--store") -> None:
+    """A redis://HOST:PORT/DB URL for `--store`, else InputError naming `where`."""
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        raise InputError(f"{where} {url!r}: the port must be a number 0..65535") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise InputError(f"{where} {url!r}: expected redis://HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0)")
+    db = parts.path.strip("/") or "0"
+    if not db.isascii() or not db.isdigit():
+        raise InputError(f"{where} {url!r}: the database must be a number (redis://HOST:PORT/DB)")
+
+
+def redact(url: str) -> str:
+    """The store URL without a password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, f"{parts.username or ''}:***@{host}", parts.path, parts.query, parts.fragment))

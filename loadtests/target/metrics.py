@@ -22,7 +22,7 @@ class Metrics:
         self.buckets[link][bisect.bisect_left(BUCKETS_S, seconds)] += 1
         self.latency_sum_s[link] += seconds
 
-    def render(self, extra: dict[str, float] | None = None) -> str:
+    def render(self, extra: dict[str, float] | None = None, more_lines: list[str] | None = None) -> str:
         lines = ["# HELP gala_target_requests_total Requests answered, by link and HTTP status.",
                  "# TYPE gala_target_requests_total counter"]
         for (link, status), n in sorted(self.requests.items()):
@@ -38,4 +38,5 @@ class Metrics:
             lines.append(f'gala_target_request_duration_seconds_count{{link="{link}"}} {acc}')
         for name, value in (extra or {}).items():
             lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]
+        lines += more_lines or []
         return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ Concurrency rule: the service is single-threaded asyncio, and every method here 
 (no await anywhere in this module), so each mutation runs start to finish without another request
 interleaving. That is what makes "two taps for the last envelope: exactly one wins" hold.
 Every check happens before the first mutation, so a rejected call changes nothing.
+The Redis store (lua/*.lua) implements the same rules as scripts: keep the two in step.
 """
 
 from __future__ import annotations
@@ -16,16 +17,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from . import schedule
 from .config import CARD_KINDS, TargetConfig
 from .split import envelope_amount, random_split, split_pool_equally
-
-
-class Rejected(Exception):
-    """A request the domain refuses; becomes a 4xx `{"error", "field"}` with no state change."""
-
-    def __init__(self, status: int, error: str, field: str | None = None):
-        super().__init__(error)
-        self.status, self.error, self.field = status, error, field
+from .store import Rejected, admin_odds, cumulative_card_odds
 
 
 @dataclass(slots=True)
@@ -87,16 +82,6 @@ class Draw:
     remainder_fen: int
 
 
-def _cumulative_card_odds(envelope_odds: float, card_odds: dict[str, float]) -> tuple[tuple[float, str], ...]:
-    acc, out = envelope_odds, []
-    for kind in CARD_KINDS:
-        p = card_odds.get(kind, 0.0)
-        if p > 0:
-            acc += p
-            out.append((acc, kind))
-    return tuple(out)
-
-
 class State:
     """All of the target's state and every operation on it (synchronous; see the module docstring)."""
 
@@ -110,13 +95,14 @@ class State:
         self.cards: list[Card] = []  # card id == index
         self.drops: list[Drop] = []  # drop id == index + 1
         self.slot_drops: dict[int, Drop] = {}
+        self.slots_done = 0  # scheduled slots made into drops so far (schedule.py)
         self.admin_drop: Drop | None = None
         self.cards_issued = dict.fromkeys(CARD_KINDS, 0)
         self.card_gifts = 0
         self.message_ids = itertools.count(1)
         self.messages = 0
         self.draw: Draw | None = None
-        self._scheduled_cards = _cumulative_card_odds(config.envelope_odds, config.card_odds)
+        self._scheduled_cards = cumulative_card_odds(config.envelope_odds, config.card_odds)
 
     # ---- users, tokens, friends -------------------------------------------------------------
     def add_user(self, name: str) -> tuple[int, str]:
@@ -156,65 +142,50 @@ class State:
         other.friends.add(me.id)
 
     # ---- drops and the grab link ------------------------------------------------------------
-    def _slot_window(self, now: float) -> tuple[int | None, float | None]:
-        """The schedule slot open at `now` (or None) and seconds until the next slot opens (or None)."""
-        s = self.config.drops
-        t = now - self.started_at - s.first_at_s
-        k = int(t // s.interval_s) if t >= 0 else -1
-        open_slot = k if k >= 0 and (s.count is None or k < s.count) and t - k * s.interval_s < s.duration_s else None
-        nxt = k + 1
-        next_in = None if s.count is not None and nxt >= s.count else s.first_at_s + nxt * s.interval_s - (now - self.started_at)
-        return open_slot, next_in
-
     def _new_drop(self, pool_fen: int, opens_at: float, closes_at: float, envelope_odds: float,
                   card_odds: tuple[tuple[float, str], ...], slot: int | None) -> Drop:
         drop = Drop(len(self.drops) + 1, pool_fen, pool_fen, opens_at, closes_at, envelope_odds, card_odds, slot)
         self.drops.append(drop)
         return drop
 
+    def _catch_up(self, now: float) -> None:
+        """Make every scheduled slot opened by `now` into a drop, in opening order (ids follow the clock)."""
+        s = self.config.drops
+        for k in range(self.slots_done, schedule.slots_opened(s, now - self.started_at)):
+            opens = self.started_at + schedule.slot_opens_s(s, k)
+            self.slot_drops[k] = self._new_drop(schedule.slot_pool_fen(s, k), opens, opens + s.duration_s,
+                                                self.config.envelope_odds, self._scheduled_cards, k)
+            self.slots_done = k + 1
+
     def open_drop(self, now: float | None = None) -> Drop | None:
-        """The drop open now: an admin drop wins over the schedule. Materialises a scheduled drop on first use."""
+        """The drop open now (for a writer): an admin drop wins over the schedule."""
         now = self.clock() if now is None else now
+        self._catch_up(now)
         if self.admin_drop is not None and now < self.admin_drop.closes_at:
             return self.admin_drop
-        slot, _ = self._slot_window(now)
-        if slot is None:
-            return None
-        drop = self.slot_drops.get(slot)
-        if drop is None:
-            s = self.config.drops
-            opens = self.started_at + s.first_at_s + slot * s.interval_s
-            drop = self._new_drop(s.pool_fen[slot % len(s.pool_fen)], opens, opens + s.duration_s,
-                                  self.config.envelope_odds, self._scheduled_cards, slot)
-            self.slot_drops[slot] = drop
-        return drop if now < drop.closes_at else None  # an admin drop may have closed this slot early
+        slot = schedule.open_slot(self.config.drops, now - self.started_at)
+        drop = self.slot_drops.get(slot) if slot is not None else None
+        return drop if drop is not None and now < drop.closes_at else None  # an admin drop may have closed it early
+
+    def _seen(self, drop: Drop | None) -> schedule.DropSeen | None:
+        return None if drop is None else schedule.DropSeen(drop.id, drop.pool_left_fen, drop.closes_at - self.started_at)
 
     def drop_status(self) -> dict:
-        now = self.clock()
-        drop = self.open_drop(now)
-        _, next_in = self._slot_window(now)
-        if drop is None:
-            return {"open": False, "drop_id": None, "pool_left_fen": None, "closes_in_s": None,
-                    "next_in_s": None if next_in is None else round(next_in, 3)}
-        return {"open": True, "drop_id": drop.id, "pool_left_fen": drop.pool_left_fen,
-                "closes_in_s": round(drop.closes_at - now, 3), "next_in_s": None if next_in is None else round(next_in, 3)}
+        """`GET /drop`, read without changing anything (schedule.status_view)."""
+        elapsed = self.clock() - self.started_at
+        slot = schedule.open_slot(self.config.drops, elapsed)
+        return schedule.status_view(self.config.drops, elapsed, self._seen(self.admin_drop),
+                                    self._seen(self.slot_drops.get(slot)) if slot is not None else None,
+                                    self.slots_done, len(self.drops))
 
     def admin_open_drop(self, pool_fen: int, duration_s: float, envelope_odds: float | None,
                         card_odds: dict[str, float] | None) -> Drop:
-        odds = self.config.envelope_odds if envelope_odds is None else envelope_odds
-        cards = self.config.card_odds if card_odds is None else card_odds
-        if card_odds is None and odds + sum(cards.values()) > 1:
-            # Only envelope_odds given: the configured card odds shrink to share what is left of the tap.
-            scale = (1 - odds) / sum(cards.values())
-            cards = {k: p * scale for k, p in cards.items()}
-        if odds + sum(cards.values()) > 1 + 1e-9:
-            raise Rejected(400, "envelope_odds + card_odds must add up to <= 1", "card_odds")
+        odds, bounds = admin_odds(self.config, envelope_odds, card_odds)
         now = self.clock()
         current = self.open_drop(now)
         if current is not None:
             current.closes_at = now  # the new drop supersedes; the old pool's leftover stays accounted
-        self.admin_drop = self._new_drop(pool_fen, now, now + duration_s, odds,
-                                         _cumulative_card_odds(odds, cards), None)
+        self.admin_drop = self._new_drop(pool_fen, now, now + duration_s, odds, bounds, None)
         return self.admin_drop
 
     def grab(self, me: User) -> dict:
