@@ -15,7 +15,7 @@ from gala.contract.errors import InputError
 
 # Modules are imported lazily by name so that `gala target serve` does not pay for pandas and
 # `gala plan` never imports Locust.
-SUBCOMMANDS = ["run", "check", "plan", "gate", "diff", "swarm", "target"]
+SUBCOMMANDS = ["run", "probe", "check", "plan", "gate", "diff", "swarm", "target"]
 
 
 def build_parser() -> argparse.ArgumentParser:
