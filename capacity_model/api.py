@@ -14,11 +14,15 @@ from typing import Callable
 import numpy as np
 
 from capacity_model.contracts import CapacitySpec, Measurements, Plan
+from capacity_model.heldout import (HeldOut, load_adjustment, node_speed, operating_points, run_cores, run_speed,
+                                    validate_knee)
+from capacity_model.knee_report import is_knee_search, load_knee
 from capacity_model.planner import make_plan
 from capacity_model.report import ReportInputs, headline, write_report
 from capacity_model.runs import RunSet, measure, read_runs
 from capacity_model.spec import load_spec
 from capacity_model.validate import Validation, validate
+from gala.contract.atomic import write_json_atomic, write_text_atomic
 from gala.contract.errors import ExitCode, InputError
 
 @dataclass
@@ -29,6 +33,7 @@ class PlanOutcome:
     plan: Plan
     warnings: list[str] = field(default_factory=list)  # about the runs: interrupted, saturated, degraded, audit
     validation: Validation | None = None  # with `validate_dir`: the model against that run (no effect on exit_code)
+    heldout: HeldOut | None = None  # with `validate_dir` a knee search: the model against the measured knee
 
     @property
     def report_path(self) -> Path:
@@ -46,14 +51,32 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     (a run at a known allocation) and add the comparison to the report and `validation.json`."""
     run_dirs = [Path(p) for p in run_dirs]
     spec = load_spec(spec_path)
-    progress(f"reading {len(run_dirs)} run(s)")
+    # knee searches (gala probe) give the demand's curve up to the ceiling; runs give the mix
+    knees = [load_knee(p) for p in run_dirs if is_knee_search(p)]
+    run_dirs = [p for p in run_dirs if not is_knee_search(p)]
+    if not run_dirs:
+        raise InputError("only knee searches were given: add a rehearsal's results folder (it gives the mix)")
+    progress(f"reading {len(run_dirs)} run(s)" + (f" and {len(knees)} knee search(es)" if knees else ""))
     runset = read_runs(run_dirs)
     # the run to validate against is read first, so that a bad folder fails before any planning
-    checked = _read_validated(Path(validate_dir), spec) if validate_dir is not None else None
+    held_knee = load_knee(Path(validate_dir)) if validate_dir is not None and is_knee_search(validate_dir) else None
+    checked = _read_validated(Path(validate_dir), spec) if validate_dir is not None and held_knee is None else None
     m, probes = measure(runset, spec)
+    model_speed = run_speed([r.info for r in runset.runs])
+    speed_note = node_speed(spec, model_speed)
+    if speed_note:
+        m.notes.append(speed_note)
+    cores = float(np.median([run_cores(r.info) for r in runset.runs]))
+    load = load_adjustment(m, spec.links or m.links, cores, spec.utilization_ceiling, knees, model_speed)
     progress(f"planning {len(m.links)} link(s) for {spec.peak.rate_per_s:,.0f} req/s "
              f"({spec.uncertainty.draws} Monte Carlo draws)")
-    plan = make_plan(spec, m)
+    plan = make_plan(spec, m, load=load)
+    plan.operating_points = operating_points(plan, m, spec.node.cores * spec.node.speed_vs_measured, load.source)
+    heldout = None
+    if held_knee is not None:
+        progress(f"holding the model against the knee search {held_knee.search_id}")
+        base = {s.link: s.base_latency_ms for s in plan.sizing if s.base_latency_ms is not None}
+        heldout = validate_knee(plan, m, held_knee, model_speed=model_speed, base_latency_ms=base, source=load.source)
     validation = None
     if checked is not None:
         observed, run_id, processes = checked
@@ -68,9 +91,12 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
                                         validation=validation), out)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the report there ({exc.strerror or exc})") from None
+    if heldout is not None:
+        write_text_atomic(out / "heldout.md", heldout.markdown())
+        write_json_atomic(out / "heldout.json", heldout.as_json())
     code = int(ExitCode.OK if plan.allocation.feasible else ExitCode.NODE_BUDGET_SHORT)
     return PlanOutcome(exit_code=code, headline=headline(plan), out_dir=out, plan=plan, warnings=list(runset.notes),
-                       validation=validation)
+                       validation=validation, heldout=heldout)
 
 
 def _processes(runset: RunSet) -> float:

@@ -61,7 +61,7 @@ def measure_step(run: Run, *, mix: str, index: int, phase: str, links: list[str]
     achieved = sum(link_rps.values())
     good = sum(link_rps[l] * (1 - errors[l]) for l in links)
     intended = sum(v for k, v in rec.intended_rps.items() if k in links)
-    all_rps = float(stats.at["_all", "rps"]) if "_all" in stats.index else achieved
+    others = {str(l): float(stats.at[l, "rps"]) for l in stats.index if l != "_all" and l not in links}
 
     cpu = run.cpu
     window = cpu[(cpu["t_s"] >= math.floor(start)) & (cpu["t_s"] < math.floor(end))]
@@ -70,13 +70,13 @@ def measure_step(run: Run, *, mix: str, index: int, phase: str, links: list[str]
     if not target.empty:
         cores = float(target.groupby("t_s")["cpu_percent"].sum().mean() / 100.0)
         util = cores / node_cores if node_cores else None
-        cpu_ms = cores / all_rps * 1000.0 if all_rps > 0 else None
+        cpu_ms = cores / achieved * 1000.0 if achieved > 0 else None
     gen = window[window["role"] == "generator"]
     gen_pct = float(gen.groupby("pid")["cpu_percent"].mean().max()) if not gen.empty else 0.0
     refs = [r.get("units_per_cpu_s") for r in (run.info.machine.speed_ref_start, run.info.machine.speed_ref_end) if r]
     return KneeStep(
         mix=mix, index=index, run_id=run.run_id, intended_rps=intended, achieved_rps=achieved, good_rps=good,
-        link_rps=link_rps, link_latency_ms=latency, link_error_ratio=errors, broken_links=broken,
+        link_rps=link_rps, other_link_rps=others, link_latency_ms=latency, link_error_ratio=errors, broken_links=broken,
         target_cpu_cores=cores, utilization=util, cpu_ms_per_request=cpu_ms, generator_cpu_percent=gen_pct,
         speed_units_per_cpu_s=float(np.median(refs)) if refs else None, window_s=max(0.0, end - start),
     )

@@ -24,6 +24,7 @@ from capacity_model.contracts import (
     percentile_column,
 )
 from capacity_model.demand import estimate_demand, floor_zero_demands
+from capacity_model.heldout import LoadAdjust, adjust_fit
 from capacity_model.sizing import PoolArrays, assemble_links, latency_split, size_black_box
 from capacity_model.uncertainty import node_quantiles
 from capacity_model.usl import nodes_for_effective
@@ -225,8 +226,9 @@ def _allocate(spec: CapacitySpec, sizing: list[LinkSizing]) -> Allocation:
 
 # ------------------------------------------------------------------ the plan
 
-def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
-    """A capacity plan for the night from a spec and the runs' measurements."""
+def make_plan(spec: CapacitySpec, m: Measurements, load: LoadAdjust | None = None) -> Plan:
+    """A capacity plan for the night from a spec and the runs' measurements; `load` moves the demands
+    from the rehearsal's utilization to the ceiling's (capacity_model.heldout.load_adjustment)."""
     m.validate()
     notes = list(m.notes)
     links = _links(spec, m)
@@ -244,8 +246,10 @@ def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
             notes.append(f"demand: {link}'s CPU could not be separated from the other links' in these runs (the fit "
                          f"gave 0); its requests are costed at the run's pooled CPU per request, "
                          f"{d * 1e3:.3g} CPU-ms ± 100%")
+        fit = adjust_fit(fit, load)
         for a, b in fit.unidentifiable:
             notes.append(f"demand: the mix never varied enough to separate {a} and {b}; their split is uncertain")
+    notes += load.notes if load is not None else []
     mix = plan_mix(spec, m)
     missing = [l for l in links if l not in mix.frame().columns]
     if missing:

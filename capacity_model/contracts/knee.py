@@ -22,12 +22,13 @@ class KneeStep(_Result):
     achieved_rps: float = Field(ge=0)   # ... as carried (good and failed)
     good_rps: float = Field(ge=0)       # ... answered without error
     link_rps: dict[str, float]          # per critical link, achieved
+    other_link_rps: dict[str, float] = Field(default_factory=dict)  # the mix's other links (set-up), achieved
     link_latency_ms: dict[str, float]   # per critical link, the budget's percentile (p99 without a budget)
     link_error_ratio: dict[str, float]
     broken_links: list[str]             # over their latency budget or above the error ceiling
     target_cpu_cores: float | None = None   # mean busy cores of the target's processes (None: unknown)
     utilization: float | None = None        # target_cpu_cores / node cores (the CPU limit)
-    cpu_ms_per_request: float | None = None  # target CPU per achieved request (all links, setup included)
+    cpu_ms_per_request: float | None = None  # target CPU per achieved critical request (other links' cost included)
     generator_cpu_percent: float = 0.0      # the busiest generator process, mean over the window
     speed_units_per_cpu_s: float | None = None  # the machine's speed reference around the step
     window_s: float = Field(ge=0)
@@ -78,3 +79,20 @@ class KneeSearch(_Result):
     speed_units_per_cpu_s: float | None = None  # median of the steps' speed references
     mixes: list[MixKnee]
     stopped: str | None = None                # why the whole search stopped early (a generator's knee, a signal)
+
+
+class OperatingPoint(_Result):
+    """What a plan predicts one node carries in one phase's mix: at the utilization ceiling and at
+    saturation, per link and in all (so that any later run or knee search can be held against it)."""
+
+    phase: str
+    node_cores: float                       # cores of the node the figures are for (speed included)
+    cpu_ms_per_request: float               # the mix's CPU per critical request, at the ceiling
+    idle_cores: float = 0.0
+    rps_per_node_at_ceiling: float
+    rps_per_node_at_saturation: float
+    cpu_cores_at_ceiling: float
+    link_rps_per_node_at_ceiling: dict[str, float]
+    link_rps_per_node_at_saturation: dict[str, float]
+    source: Literal["linear", "load-dependent"] = "linear"
+    note: str = ""

@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from capacity_model.contracts.base import Method, _Result
+from capacity_model.contracts.knee import OperatingPoint
 from capacity_model.contracts.spec import Assumption, CapacitySpec, LatencyBudget
 
 class DemandFit(_Result):
@@ -191,6 +192,8 @@ class Plan(_Result):
     assumptions: list[Assumption]
     spec: CapacitySpec
     notes: list[str] = Field(default_factory=list)
+    # per phase mix: the night's node at the ceiling and at saturation (capacity_model.heldout)
+    operating_points: list[OperatingPoint] = Field(default_factory=list)
 
     def nodes_per_link(self) -> dict[str, int]:
         return self.allocation.nodes()

@@ -57,6 +57,9 @@ class NodeSpec(_Spec):
 
     cores: int = Field(32, gt=0)  # assumed: the account gives no server shape
     speed_vs_measured: float = Field(1.0, gt=0)  # 2.0 = a core does a request in half the CPU-seconds
+    # the node's rating in the speed reference's units (loadtests/orchestrator/speed.py, work units per
+    # CPU-second): when given, speed_vs_measured defaults to it over the measuring machine's own reference
+    speed_units_per_cpu_s: float | None = Field(None, gt=0, le=1e9)
     # per-node: a balancer spreads a link's requests evenly; each node queues on its own cores (M/M/cores).
     # pooled: one queue over every core of the pool (M/M/(nodes*cores)), an optimistic bound.
     queue: Literal["per-node", "pooled"] = "per-node"

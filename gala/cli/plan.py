@@ -35,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--validate", type=Path, default=None, metavar="RUN_DIR",
                    help="a results folder of a run at a known allocation: predict its per-phase target CPU "
                         "and latency percentiles from the model fitted on RESULTS_DIR and compare with what "
-                        "it measured (writes validation.md and validation.json beside the report)")
+                        "it measured (writes validation.md and validation.json beside the report); or a knee "
+                        "search (gala probe): predict its req/s per node at the ceiling and p99 there "
+                        "(heldout.md, heldout.json)")
     p.set_defaults(func=_run)
 
 
@@ -50,6 +52,9 @@ def _run(args) -> int:
     for warning in outcome.warnings:
         progress(f"warning: {warning}")
     print(outcome.headline)
+    if outcome.heldout is not None:
+        print(outcome.heldout.headline())
+        print(f"held-out validation: {outcome.out_dir / 'heldout.md'}")
     if outcome.validation is not None:
         for warning in outcome.validation.extrapolation:
             progress(f"warning: {warning}")

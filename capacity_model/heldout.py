@@ -1,0 +1,391 @@
+"""Operating points and held-out validation: what a plan predicts one node carries per phase mix
+(at the utilization ceiling and at saturation), the demand adjusted to the ceiling's load, and the
+plan held against a knee search it never saw (`gala plan A --validate KNEE`).
+
+Per phase mix p, the CPU per critical request is d_p = Σ_l r_pl·D_l / Σ_critical r_pl (every link
+the phase carried, set-up traffic included, priced at its demand D_l summed over services), and a
+node of C cores carries X = (u·C − U0) / d_p at utilization u (U0: the target's idle cores).
+
+Demands are measured at the rehearsal's load (often 15–30% of a core). `load_adjustment` moves
+them to the ceiling: with a knee search, by the ratio of its fitted curve d(u) at the ceiling and
+at the rehearsal's utilization (`capacity_model.loaddemand`); without one, unchanged but with an
+error band that grows with the distance to the ceiling, and a note that says so.
+
+Speed units: demand times the measuring machine's speed reference (work units per CPU-second,
+run.json `machine.speed_ref_*`) is work per request, the same on any machine; another machine's CPU
+per request is that work over its own speed. `speed_ratio` gives the factor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from capacity_model.contracts import DemandFit, Measurements, Plan
+from capacity_model.contracts.knee import KneeSearch, MixKnee, OperatingPoint
+from capacity_model.loaddemand import EXTRAPOLATION_FLOOR, MEASURED_MARGIN, LoadDemandFit, fit_steps
+from gala.contract.results import RunInfo
+
+RPS_TOLERANCE = 0.10      # predicted req/s per node at the ceiling within this of the measured
+P99_TOLERANCE = 0.20      # predicted p99 at the ceiling within this, when it can be validated
+CPU_TOLERANCE = 0.15      # predicted target CPU of a step within this of the measured
+QUOTA_PERIOD_MS = 100.0   # the cgroup quota's period (loadtests/orchestrator/cpulimit.py PERIOD_US)
+
+
+# ------------------------------------------------------------------ machines
+
+def run_speed(infos: list[RunInfo]) -> float | None:
+    """Median speed reference (units per CPU-second) over the runs' start and end measurements."""
+    refs = [r.get("units_per_cpu_s") for i in infos for r in (i.machine.speed_ref_start, i.machine.speed_ref_end) if r]
+    refs = [float(x) for x in refs if x]
+    return float(np.median(refs)) if refs else None
+
+
+def run_cores(info: RunInfo) -> float:
+    """Cores of one measured node: the CPU limit, else the declared cores per node, else (the built-in
+    target, one Python process per core at most) its processes."""
+    t = info.target
+    declared = (t.model_extra or {}).get("cores_per_node")
+    return float(t.cpu_limit_cores or declared or max(1, t.processes) / max(1, t.nodes))
+
+
+def speed_ratio(model_speed: float | None, other_speed: float | None) -> float:
+    """CPU-seconds on the other machine per CPU-second on the model's: work units are equal."""
+    if not model_speed or not other_speed:
+        return 1.0
+    return model_speed / other_speed
+
+
+# ------------------------------------------------------------------ load-dependent demand
+
+@dataclass
+class Anchor:
+    """A knee mix's measured CPU per critical request at the ceiling (in the model machine's CPU-seconds)."""
+
+    mix: str
+    cpu_s: float
+    rel_error: float
+    rates: pd.Series   # the mix's rates per link (critical and others), as the knee measured them
+    note: str
+
+
+@dataclass
+class LoadAdjust:
+    """How the demands move from the rehearsal's load to the ceiling's: per knee mix an anchor (the
+    measured CPU per request at the ceiling; the fit keeps only the split between links), per link
+    the mix that anchors it; without a knee, per link the relative error of a linear extrapolation."""
+
+    anchors: dict[str, Anchor] = field(default_factory=dict)
+    home: dict[str, str] = field(default_factory=dict)              # link -> anchoring mix
+    rel_error: dict[str, float] = field(default_factory=dict)       # link -> extrapolation error (no knee)
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, LoadDemandFit] = field(default_factory=dict)  # per knee mix
+    measured_utilization: dict[str, float] = field(default_factory=dict)  # per link: the rehearsal's
+
+    @property
+    def source(self) -> str:
+        return "load-dependent" if self.anchors else "linear"
+
+
+def phase_utilization(m: Measurements, cores: float) -> pd.Series:
+    """Mean busy cores of the target per phase over its windows, as a share of one node's cores."""
+    busy = m.busy_cores.sum(axis=1)
+    return busy.groupby(m.window_phase.to_numpy()).mean() / max(cores, 1e-9)
+
+
+def _home_phase(m: Measurements, link: str) -> str | None:
+    """The phase where the link had its largest share of the traffic."""
+    if link not in m.phase_rps.columns:
+        return None
+    share = m.phase_rps[link] / m.phase_rps.sum(axis=1).where(lambda s: s > 0, 1)
+    return str(share.idxmax()) if share.max() > 0 else None
+
+
+def knee_rates(k: MixKnee) -> pd.Series:
+    """A knee mix's rates per link (critical and others) over its steps, per critical request."""
+    rows = [{**s.link_rps, **s.other_link_rps} for s in k.steps if s.achieved_rps > 0]
+    if not rows:
+        return pd.Series(k.fractions, dtype=float)
+    frame = pd.DataFrame(rows).fillna(0.0)
+    crit = frame[[l for l in k.fractions if l in frame.columns]].sum(axis=1)
+    return frame.div(crit, axis=0).mean()
+
+
+def load_adjustment(m: Measurements, links: list[str], cores: float, ceiling: float,
+                    knees: list[KneeSearch] = (), model_speed: float | None = None) -> LoadAdjust:
+    """Demand at the ceiling (see the module's docstring)."""
+    out = LoadAdjust()
+    util = phase_utilization(m, cores)
+    for search in knees:
+        ratio = speed_ratio(search.speed_units_per_cpu_s, model_speed)  # knee CPU-s -> model CPU-s
+        for k in search.mixes:
+            try:
+                curve = fit_steps(k.steps)
+            except ValueError:
+                continue
+            at = curve.at(ceiling)
+            out.curves[k.mix] = curve
+            out.anchors[k.mix] = Anchor(k.mix, at.cpu_ms / 1000.0 * ratio, at.rel_error, knee_rates(k),
+                                        f"{curve.intercept_ms:.3g} + {curve.slope_ms:.3g}·u CPU-ms per request; {at.note}")
+    for link in links:
+        phase = _home_phase(m, link)
+        u = float(util.get(phase, np.nan)) if phase is not None else float("nan")
+        if math.isfinite(u):
+            out.measured_utilization[link] = u
+        home = max(out.anchors.values(), key=lambda a: a.rates.get(link, 0.0), default=None)
+        if home is not None and home.rates.get(link, 0.0) > 0:
+            out.home[link] = home.mix
+        elif math.isfinite(u) and u < ceiling - MEASURED_MARGIN:
+            out.rel_error[link] = EXTRAPOLATION_FLOOR * (ceiling - u) / 0.1
+            out.notes.append(f"{link}: figures extrapolated linearly from {u:.0%} utilization to the {ceiling:.0%} "
+                             f"ceiling (no knee search): band widened by ±{out.rel_error[link]:.0%}; "
+                             "run `gala probe` for the demand at the ceiling")
+    return out
+
+
+def link_scales(fit: DemandFit, adjust: LoadAdjust, critical: list[str]) -> dict[str, float]:
+    """Per anchored link: the factor that makes its mix's demand the one measured at the ceiling."""
+    out = {}
+    for link, mix in adjust.home.items():
+        a = adjust.anchors[mix]
+        modelled = mix_demand(fit, a.rates, [l for l in critical if l in a.rates.index])
+        if math.isfinite(modelled) and modelled > 0:
+            out[link] = a.cpu_s / modelled
+    return out
+
+
+def adjust_fit(fit: DemandFit, adjust: LoadAdjust | None) -> DemandFit:
+    """The demands moved to the ceiling, their standard errors widened by the adjustment's error."""
+    if adjust is None or not (adjust.home or adjust.rel_error):
+        return fit
+    scales = link_scales(fit, adjust, fit.links)
+    for link, k in scales.items():
+        a = adjust.anchors[adjust.home[link]]
+        adjust.notes.append(f"{link}: demand at the ceiling = {k:.2f} × the rehearsal's fit, anchored on the knee "
+                            f"search's mix {a.mix} ({a.cpu_s * 1000:.3g} CPU-ms per request there: {a.note})")
+    d = {l: dict(v) for l, v in fit.cpu_s_per_request.items()}
+    se = {l: dict(v) for l, v in fit.standard_error_cpu_s.items()}
+    for link in d:
+        k = scales.get(link, 1.0)
+        rel = adjust.anchors[adjust.home[link]].rel_error if link in scales else adjust.rel_error.get(link, 0.0)
+        for s in d[link]:
+            base, err = d[link][s], se[link].get(s, 0.0)
+            d[link][s] = base * k
+            se[link][s] = math.hypot(err * k, rel * base * k)
+    return fit.model_copy(update={"cpu_s_per_request": d, "standard_error_cpu_s": se})
+
+
+# ------------------------------------------------------------------ operating points
+
+def mix_demand(fit: DemandFit, rates: pd.Series, critical: list[str]) -> float:
+    """CPU-seconds per critical request of a mix given as rates per link (all links it carried)."""
+    dem = fit.demand_frame().sum(axis=1)
+    total = float(sum(rates.get(l, 0.0) for l in critical))
+    if total <= 0:
+        return float("nan")
+    return float(sum(r * dem.get(l, 0.0) for l, r in rates.items() if r > 0)) / total
+
+
+def operating_point(fit: DemandFit, phase: str, rates: pd.Series, critical: list[str], cores: float,
+                    ceiling: float, source: str = "linear", note: str = "") -> OperatingPoint | None:
+    d = mix_demand(fit, rates, critical)
+    if not math.isfinite(d) or d <= 0:
+        return None
+    idle = float(sum(fit.baseline_busy_cores.values()))
+    at_c = max(0.0, ceiling * cores - idle) / d
+    at_sat = max(0.0, cores - idle) / d
+    crit = {l: float(rates.get(l, 0.0)) for l in critical if rates.get(l, 0.0) > 0}
+    total = sum(crit.values())
+    return OperatingPoint(
+        phase=phase, node_cores=cores, cpu_ms_per_request=d * 1000.0, idle_cores=idle,
+        rps_per_node_at_ceiling=at_c, rps_per_node_at_saturation=at_sat, cpu_cores_at_ceiling=ceiling * cores,
+        link_rps_per_node_at_ceiling={l: at_c * r / total for l, r in crit.items()},
+        link_rps_per_node_at_saturation={l: at_sat * r / total for l, r in crit.items()},
+        source=source, note=note)
+
+
+def operating_points(plan: Plan, m: Measurements, cores: float, source: str = "linear") -> list[OperatingPoint]:
+    """Per measured phase, the night's node (`cores`, speed included) at the ceiling and at saturation."""
+    if plan.demand is None:
+        return []
+    out = []
+    for phase, rates in m.phase_rps.iterrows():
+        p = operating_point(plan.demand, str(phase), rates, plan.links, cores, plan.spec.utilization_ceiling, source)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ held-out validation
+
+@dataclass
+class MixCheck:
+    mix: str
+    predicted_rps: float
+    measured_rps: float | None
+    passed: bool | None
+    predicted_p99_ms: dict[str, float]
+    measured_p99_ms: dict[str, float]
+    p99_verdict: str          # "validated", "failed" or "not validated: why"
+    cpu: list[tuple[float, float, float]]  # per step: offered req/s, predicted cores, measured cores
+    cpu_passed: bool
+    note: str = ""
+
+    @property
+    def rps_error(self) -> float | None:
+        return None if not self.measured_rps else self.predicted_rps / self.measured_rps - 1.0
+
+
+@dataclass
+class HeldOut:
+    model: str
+    knee: str
+    node_cores: float
+    speed_ratio: float
+    source: str
+    mixes: list[MixCheck]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        checked = [c for c in self.mixes if c.passed is not None]
+        return bool(checked) and all(c.passed for c in checked)
+
+    def headline(self) -> str:
+        parts = []
+        for c in self.mixes:
+            meas = "not measured" if c.measured_rps is None else f"measured {c.measured_rps:.0f} ({c.rps_error:+.0%})"
+            parts.append(f"{c.mix} predicted {c.predicted_rps:.0f} req/s per node at the ceiling, {meas}")
+        verdict = "PASSED" if self.passed else "FAILED"
+        return f"held-out validation against {self.knee} ({self.source} demand): " + "; ".join(parts) + f": {verdict}"
+
+    def as_json(self) -> dict:
+        return {"model": self.model, "knee": self.knee, "node_cores": self.node_cores, "speed_ratio": self.speed_ratio,
+                "source": self.source, "passed": self.passed, "notes": self.notes,
+                "tolerance": {"rps_at_ceiling": RPS_TOLERANCE, "p99_at_ceiling": P99_TOLERANCE, "cpu": CPU_TOLERANCE},
+                "mixes": [{"mix": c.mix, "predicted_rps_per_node_at_ceiling": c.predicted_rps,
+                           "measured_rps_per_node_at_ceiling": c.measured_rps, "error": c.rps_error,
+                           "passed": c.passed, "predicted_p99_ms": c.predicted_p99_ms,
+                           "measured_p99_ms": c.measured_p99_ms, "p99": c.p99_verdict, "cpu_passed": c.cpu_passed,
+                           "cpu_by_step": [{"offered_rps": a, "predicted_cores": b, "measured_cores": x}
+                                           for a, b, x in c.cpu], "note": c.note} for c in self.mixes]}
+
+    def markdown(self) -> str:
+        rows = [f"# Held-out validation: {self.model} against {self.knee}", "",
+                f"Node: {self.node_cores:g} core(s); demand {self.source}; speed ratio {self.speed_ratio:.3f} "
+                f"(model machine / knee machine, work units equal). Pass: req/s per node at the ceiling within "
+                f"{RPS_TOLERANCE:.0%}; p99 at the ceiling within {P99_TOLERANCE:.0%} where it can be validated.", "",
+                "| mix | predicted req/s at ceiling | measured | error | p99 predicted / measured | p99 | CPU by step | verdict |",
+                "|---|---:|---:|---:|---|---|---|---|"]
+        for c in self.mixes:
+            p99 = ", ".join(f"{l} {c.predicted_p99_ms[l]:.0f}/{c.measured_p99_ms.get(l, float('nan')):.0f} ms"
+                            for l in c.predicted_p99_ms)
+            cpu = "; ".join(f"{a:.0f}/s {b:.3f} vs {x:.3f}" for a, b, x in c.cpu)
+            err = "—" if c.rps_error is None else f"{c.rps_error:+.1%}"
+            meas = "—" if c.measured_rps is None else f"{c.measured_rps:.0f}"
+            verdict = "—" if c.passed is None else ("pass" if c.passed else "FAIL")
+            rows.append(f"| {c.mix} | {c.predicted_rps:.0f} | {meas} | {err} | {p99} | {c.p99_verdict} | {cpu} | {verdict} |")
+        rows += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(rows) + "\n"
+
+
+def _mmc_p99_wait_ms(service_ms: float, rho: float, q: float) -> float:
+    """M/M/1 waiting-time quantile (a fraction of a core serves one request at a time)."""
+    if rho <= 0 or rho >= 1:
+        return float("inf") if rho >= 1 else 0.0
+    if 1 - q >= rho:
+        return 0.0
+    return service_ms / (1 - rho) * math.log(rho / (1 - q))
+
+
+def validate_knee(plan: Plan, m: Measurements, knee: KneeSearch, *, model_speed: float | None,
+                  base_latency_ms: dict[str, float], source: str = "linear") -> HeldOut:
+    """Hold the plan's demands against a knee search: per mix, req/s per node at the ceiling, the
+    p99 there, and the target CPU at each step's measured rates."""
+    cores = knee.node_cores or 1.0
+    ratio = speed_ratio(model_speed, knee.speed_units_per_cpu_s)
+    fit = plan.demand
+    out = HeldOut(model=", ".join(plan.run_ids), knee=knee.search_id, node_cores=cores, speed_ratio=ratio,
+                  source=source, mixes=[])
+    if fit is None:
+        out.notes.append("the plan has no CPU demands (a black-box target): nothing to predict")
+        return out
+    scaled = fit.model_copy(update={
+        "cpu_s_per_request": {l: {s: v * ratio for s, v in d.items()} for l, d in fit.cpu_s_per_request.items()}})
+    if abs(ratio - 1) > 0.02:
+        out.notes.append(f"demand converted in speed units: the knee's machine did {1 / ratio:.3f}× the model's work "
+                         "per CPU-second")
+    ceiling = knee.ceiling
+    for k in knee.mixes:
+        rates = _mix_rates(m, k)
+        p = operating_point(scaled, k.mix, rates, [l for l in plan.links if l in k.fractions], cores, ceiling, source)
+        if p is None:
+            out.notes.append(f"{k.mix}: the model has no demand for this mix's links")
+            continue
+        measured = k.rps_at_ceiling
+        passed = None if measured is None else abs(p.rps_per_node_at_ceiling / measured - 1) <= RPS_TOLERANCE
+        pred_p99, verdict = _p99(p, k, base_latency_ms, plan, cores, ceiling)
+        cpu = [(s.intended_rps, _cores_at(scaled, rates, s), s.target_cpu_cores) for s in k.steps
+               if s.target_cpu_cores is not None]
+        cpu_ok = all(abs(b / x - 1) <= CPU_TOLERANCE for _, b, x in cpu if x > 0)
+        note = "" if measured is not None else f"the knee search did not bracket the ceiling ({k.note})"
+        out.mixes.append(MixCheck(mix=k.mix, predicted_rps=p.rps_per_node_at_ceiling, measured_rps=measured,
+                                  passed=passed, predicted_p99_ms=pred_p99, measured_p99_ms=k.link_latency_ms_at_ceiling,
+                                  p99_verdict=verdict, cpu=cpu, cpu_passed=cpu_ok, note=note))
+    return out
+
+
+def _mix_rates(m: Measurements, k: MixKnee) -> pd.Series:
+    """The mix's rates per link as the knee search measured them (set-up traffic included); for a search
+    that did not record its other links, the rehearsal's phase of that name."""
+    if not any(s.other_link_rps for s in k.steps) and k.mix in m.phase_rps.index:
+        return m.phase_rps.loc[k.mix].astype(float)
+    return knee_rates(k)
+
+
+def _cores_at(fit: DemandFit, rates: pd.Series, step) -> float:
+    """Target cores the model predicts at a step's measured critical rates (other links in the mix's ratio)."""
+    crit_total = sum(rates.get(l, 0.0) for l in step.link_rps)
+    scale = step.achieved_rps / crit_total if crit_total > 0 else 0.0
+    dem = fit.demand_frame().sum(axis=1)
+    return float(sum(fit.baseline_busy_cores.values())) + float(sum(r * scale * dem.get(l, 0.0) for l, r in rates.items()))
+
+
+def _p99(p: OperatingPoint, k: MixKnee, base: dict[str, float], plan: Plan, cores: float,
+         ceiling: float) -> tuple[dict[str, float], str]:
+    """Predicted p99 per link at the ceiling (low-load p99 + the node's M/M/1 wait), and whether it can be held
+    against the measurement."""
+    budgets = plan.spec.latency_budgets
+    pred = {}
+    for link in p.link_rps_per_node_at_ceiling:
+        q = budgets[link].quantile if link in budgets else 0.99
+        service_ms = p.cpu_ms_per_request / cores  # a fraction of a core takes that much longer per request
+        pred[link] = base.get(link, 0.0) + _mmc_p99_wait_ms(service_ms, ceiling, q)
+    measured = k.link_latency_ms_at_ceiling
+    if not measured:
+        return pred, "not validated: the knee search did not bracket the ceiling"
+    if cores < 1:
+        stall = (1 - cores) * QUOTA_PERIOD_MS
+        if stall > 0.5 * max(pred.values()):
+            return pred, (f"not validated: on a node emulated by a CPU quota ({cores:g} core, {QUOTA_PERIOD_MS:.0f} ms "
+                          f"periods) a request can wait up to {stall:.0f} ms for the next period, comparable to the "
+                          "predicted p99: the quota's timing, not the node's queue, sets it")
+    ok = all(abs(pred[l] / measured[l] - 1) <= P99_TOLERANCE for l in pred if measured.get(l))
+    return pred, "validated" if ok else "failed"
+
+
+def node_speed(spec, model_speed: float | None) -> str | None:
+    """`node.speed_vs_measured` from the declared node rating (`node.speed_units_per_cpu_s`) over the runs'
+    measured speed reference, unless the spec sets it; returns the note that says so."""
+    rating = spec.node.speed_units_per_cpu_s
+    if rating is None or "speed_vs_measured" in spec.node.model_fields_set:
+        return None
+    if not model_speed:
+        return (f"node.speed_units_per_cpu_s {rating:g} is declared but the runs recorded no speed reference: "
+                f"node.speed_vs_measured stays {spec.node.speed_vs_measured:g}")
+    spec.node.speed_vs_measured = rating / model_speed
+    return (f"node.speed_vs_measured = {spec.node.speed_vs_measured:.3f}: the node's rating {rating:,.0f} over the "
+            f"measuring machine's {model_speed:,.0f} work units per CPU-second (demand in speed units)")
