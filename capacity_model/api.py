@@ -13,9 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from capacity_model.contracts import CapacitySpec, Measurements, Plan
+from capacity_model.contracts import Assumption, CapacitySpec, Measurements, Plan
 from capacity_model.heldout import (HeldOut, load_adjustment, node_speed, operating_points, run_cores, run_speed,
                                     validate_knee)
+from capacity_model.heldout import assumptions as heldout_assumptions
+from capacity_model.scaleout import knee_points, scale_out
 from capacity_model.knee_report import is_knee_search, load_knee
 from capacity_model.planner import make_plan
 from capacity_model.report import ReportInputs, headline, write_report
@@ -68,10 +70,17 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
         m.notes.append(speed_note)
     cores = float(np.median([run_cores(r.info) for r in runset.runs]))
     load = load_adjustment(m, spec.links or m.links, cores, spec.utilization_ceiling, knees, model_speed)
+    scaled = node_scale_out(spec, knees, cores, load)
+    if scaled is not None:
+        m.notes.append(f"scale-out: {scaled}")
     progress(f"planning {len(m.links)} link(s) for {spec.peak.rate_per_s:,.0f} req/s "
              f"({spec.uncertainty.draws} Monte Carlo draws)")
     plan = make_plan(spec, m, load=load)
     plan.operating_points = operating_points(plan, m, spec.node.cores * spec.node.speed_vs_measured, load.source)
+    plan.assumptions += heldout_assumptions(load, plan.links, spec.utilization_ceiling)
+    if scaled is not None:
+        plan.assumptions.append(Assumption(figure="node.capacity", value=f"node.speed_vs_measured "
+                                           f"{spec.node.speed_vs_measured:.3g}", source="run", note=scaled))
     heldout = None
     if held_knee is not None:
         progress(f"holding the model against the knee search {held_knee.search_id}")
@@ -97,6 +106,18 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     code = int(ExitCode.OK if plan.allocation.feasible else ExitCode.NODE_BUDGET_SHORT)
     return PlanOutcome(exit_code=code, headline=headline(plan), out_dir=out, plan=plan, warnings=list(runset.notes),
                        validation=validation, heldout=heldout)
+
+
+def node_scale_out(spec: CapacitySpec, knees: list, measured_cores: float, load) -> str | None:
+    """With knee searches at two or more node sizes, the USL over them sets the night's node's efficiency
+    (into node.speed_vs_measured) and its extrapolation error (into every demand's); returns the note."""
+    sizes, rps = knee_points(knees)
+    if len(set(sizes)) < 2:
+        return None
+    so = scale_out(sizes, rps, float(spec.node.cores), measured_at=measured_cores)
+    spec.node.speed_vs_measured *= so.efficiency
+    load.global_rel_error = so.rel_error
+    return so.note + f"; node.speed_vs_measured × {so.efficiency:.3g}"
 
 
 def _processes(runset: RunSet) -> float:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from capacity_model.contracts import DemandFit, Measurements, Plan
+from capacity_model.contracts import Assumption, DemandFit, Measurements, Plan
 from capacity_model.contracts.knee import KneeSearch, MixKnee, OperatingPoint
 from capacity_model.loaddemand import EXTRAPOLATION_FLOOR, MEASURED_MARGIN, LoadDemandFit, fit_steps
 from gala.contract.results import RunInfo
@@ -84,6 +84,7 @@ class LoadAdjust:
     notes: list[str] = field(default_factory=list)
     curves: dict[str, LoadDemandFit] = field(default_factory=dict)  # per knee mix
     measured_utilization: dict[str, float] = field(default_factory=dict)  # per link: the rehearsal's
+    global_rel_error: float = 0.0  # every link's: the scale-out's extrapolation (capacity_model.scaleout)
 
     @property
     def source(self) -> str:
@@ -159,7 +160,7 @@ def link_scales(fit: DemandFit, adjust: LoadAdjust, critical: list[str]) -> dict
 
 def adjust_fit(fit: DemandFit, adjust: LoadAdjust | None) -> DemandFit:
     """The demands moved to the ceiling, their standard errors widened by the adjustment's error."""
-    if adjust is None or not (adjust.home or adjust.rel_error):
+    if adjust is None or not (adjust.home or adjust.rel_error or adjust.global_rel_error):
         return fit
     scales = link_scales(fit, adjust, fit.links)
     for link, k in scales.items():
@@ -171,6 +172,7 @@ def adjust_fit(fit: DemandFit, adjust: LoadAdjust | None) -> DemandFit:
     for link in d:
         k = scales.get(link, 1.0)
         rel = adjust.anchors[adjust.home[link]].rel_error if link in scales else adjust.rel_error.get(link, 0.0)
+        rel = math.hypot(rel, adjust.global_rel_error)
         for s in d[link]:
             base, err = d[link][s], se[link].get(s, 0.0)
             d[link][s] = base * k
@@ -389,3 +391,21 @@ def node_speed(spec, model_speed: float | None) -> str | None:
     spec.node.speed_vs_measured = rating / model_speed
     return (f"node.speed_vs_measured = {spec.node.speed_vs_measured:.3f}: the node's rating {rating:,.0f} over the "
             f"measuring machine's {model_speed:,.0f} work units per CPU-second (demand in speed units)")
+
+
+def assumptions(adjust: LoadAdjust, links: list[str], ceiling: float) -> list[Assumption]:
+    """Rows for the plan's assumptions table: each link's demand at the ceiling, measured or extrapolated."""
+    rows = []
+    for link in links:
+        u = adjust.measured_utilization.get(link)
+        if link in adjust.home:
+            a = adjust.anchors[adjust.home[link]]
+            curve = adjust.curves[a.mix]
+            rows.append(Assumption(figure=f"demand_at_ceiling.{link}", value=f"{a.cpu_s * 1000:.4g} CPU-ms per request "
+                                   f"(mix {a.mix})", source="run",
+                                   note=f"knee search, {curve.at(ceiling).note}"))
+        elif u is not None:
+            rows.append(Assumption(figure=f"demand_at_ceiling.{link}", value="the rehearsal's demand", source="assumed",
+                                   note=f"extrapolated linearly from {u:.0%} utilization to {ceiling:.0%} "
+                                        f"(±{adjust.rel_error.get(link, 0.0):.0%} added to its error)"))
+    return rows

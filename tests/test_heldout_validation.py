@@ -1,0 +1,61 @@
+"""A held-out validation can fail: a linear model fitted at low load, held against the measured knee
+of a target whose cost per request grows with the requests in flight (the costed target, growth 0.3,
+held to half a core), predicts more req/s per node at the ceiling than the node carries, by more
+than the 10% it allows; `gala plan A --validate KNEE` says FAILED and writes heldout.json."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from conftest import gala
+from costed import costed_target, grab_scenario
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def test_a_linear_model_fails_against_the_knee_of_a_target_whose_cost_grows_with_load(tmp_path):
+    low = tmp_path / "low.yaml"
+    low.write_text(textwrap.dedent("""\
+        name: costed
+        seed: 3
+        target: {url: "http://127.0.0.1:1"}
+        links:
+          grab: {critical: true}
+        users:
+          Grabber:
+            rate_per_s: 2.0
+            pacing: poisson
+            requests:
+              - {method: POST, path: /grab, link: grab}
+        phases:
+          - {name: calm, duration_s: 5, users: {Grabber: 8}, spawn_rate: 20}
+          - {name: grab, duration_s: 5, users: {Grabber: 16}, spawn_rate: 20}
+    """))
+    knee_scenario = grab_scenario(tmp_path / "knee.yaml", users=30, rate_per_s=2.0)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("latency_budgets:\n  grab: {percentile: 99, latency_ms: 3000}\n")
+    with costed_target("/grab=4.0", growth=0.3) as (url, pid):
+        target = ["--host", url, "--target-pid", str(pid), "--target-cpu-limit", "0.5"]
+        run = gala("run", "--scenario", str(low), *target, "--no-plan", "--quiet", "--out", str(tmp_path / "runs"),
+                   timeout_s=60)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        probe = gala("probe", "--scenario", str(knee_scenario), *target, "--spec", str(spec), "--start-rps", "45",
+                     "--warm-s", "1", "--step-s", "4", "--max-steps", "3", "--out", str(tmp_path / "knees"),
+                     timeout_s=70)
+        assert probe.returncode == 0, probe.stdout[-2000:] + probe.stderr[-2000:]
+    (a,) = (tmp_path / "runs").iterdir()
+    (k,) = (tmp_path / "knees").iterdir()
+    plan = gala("plan", str(a), "--validate", str(k), "--spec", str(spec), "--out", str(tmp_path / "plan"), timeout_s=60)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    held = json.loads((tmp_path / "plan" / "heldout.json").read_text())
+    (mix,) = held["mixes"]
+    assert mix["measured_rps_per_node_at_ceiling"], (held, probe.stdout)
+    # the cost at the ceiling is well above the low-load cost: the linear model over-predicts, and fails
+    assert mix["error"] > 0.10 and not mix["passed"] and not held["passed"], (held, probe.stdout)
+    assert "FAILED" in plan.stdout and "held-out validation against" in plan.stdout
+    assert held["source"] == "linear"
+    knee = json.loads((k / "knee.json").read_text())
+    costs = [s["cpu_ms_per_request"] for s in sorted(knee["mixes"][0]["steps"], key=lambda s: s["utilization"])]
+    assert costs[-1] > costs[0] * 1.15  # the growth the linear model missed, as the steps measured it
