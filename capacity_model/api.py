@@ -19,6 +19,7 @@ from capacity_model.heldout import (HeldOut, load_adjustment, node_speed, operat
 from capacity_model.heldout import assumptions as heldout_assumptions
 from capacity_model.scaleout import knee_points, scale_out
 from capacity_model.knee_report import is_knee_search, load_knee
+from capacity_model.operating import operating_blocks
 from capacity_model.planner import make_plan
 from capacity_model.report import ReportInputs, headline, write_report
 from capacity_model.runs import RunSet, measure, read_runs
@@ -97,7 +98,7 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     progress(f"writing the report into {out}")
     try:
         write_report(plan, ReportInputs(run_paths=run_dirs, measurements=m, probes=probes,
-                                        validation=validation), out)
+                                        validation=validation, extra=operating_blocks(plan, load, heldout)), out)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the report there ({exc.strerror or exc})") from None
     if heldout is not None:

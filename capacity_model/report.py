@@ -28,6 +28,7 @@ class ReportInputs:
     measurements: Measurements
     probes: dict[str, ProbeResult] = field(default_factory=dict)
     validation: Validation | None = None  # `gala plan --validate RUN`: the model against that run
+    extra: list = field(default_factory=list)  # more blocks before the assumptions (capacity_model.operating)
 
 
 def whatif_verdict(w: WhatIf) -> str:
@@ -259,6 +260,7 @@ def build(plan: Plan, inputs: ReportInputs) -> list[Block]:
         *_whatif_section(plan, pngs),
         *_method_section(plan, inputs),
         *(validation_blocks(inputs.validation) if inputs.validation is not None else []),
+        *inputs.extra,
         *_assumptions_section(plan),
     ]
     if notes:

@@ -27,7 +27,8 @@ def register(sub) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("results_dirs", nargs="+", type=Path, metavar="RESULTS_DIR",
-                   help="a results folder written by `gala run` (results/<run-id>); several are combined")
+                   help="a results folder written by `gala run` (results/<run-id>); several are combined; a knee "
+                        "search's folder (gala probe) among them anchors each link's demand at the ceiling")
     p.add_argument("--spec", type=Path, default=None, metavar="FILE",
                    help="capacity spec YAML (default: capacity_model/specs/gala-2016.yaml)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
