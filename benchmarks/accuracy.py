@@ -33,22 +33,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 GALA = [sys.executable, "-m", "gala"]
 
-COSTED_SCENARIO = """\
-name: costed
-seed: 11
-target: {url: "http://127.0.0.1:1"}
-links:
-  grab: {critical: true}
-users:
-  Grabber:
-    rate_per_s: 2.0
-    pacing: poisson
-    requests:
-      - {method: POST, path: /grab, link: grab}
-phases:
-  - {name: low, duration_s: 10, users: {Grabber: 10}, spawn_rate: 20}
-  - {name: grab, duration_s: 12, users: {Grabber: 20}, spawn_rate: 20}
-"""
 COSTED_SPEC = "latency_budgets:\n  grab: {percentile: 99, latency_ms: 2000}\n"
 
 
@@ -113,7 +97,8 @@ class Costed:
     def __init__(self, growth: float):
         self.proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "costed_target.py"), "--port", "0",
                                       "--cost", "/grab=4.0", "--growth", str(growth)],
-                                     stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.url = self.proc.stdout.readline().split()[-1]
 
     def close(self) -> None:
@@ -140,7 +125,10 @@ def main() -> int:
                         out, args.lock, log)
     if args.only in (None, "costed"):
         scenario = out / "costed.yaml"
-        scenario.write_text(COSTED_SCENARIO)
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from costed_target import scenario_yaml
+
+        scenario.write_text(scenario_yaml([("low", 10, 10), ("grab", 12, 20)]))
         spec = out / "costed-spec.yaml"
         spec.write_text(COSTED_SPEC)
         target = Costed(args.growth)

@@ -78,6 +78,27 @@ def make_handler(costs_ms: dict[str, float], growth: float) -> type[BaseHTTPRequ
     return Handler
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-reply (Locust stopping with requests in flight) is no error worth
+    a traceback: a test reading only the first line of the output must never fill its pipe."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def scenario_yaml(phases: list[tuple[str, float, int]], *, rate_per_s: float = 2.0, seed: int = 11) -> str:
+    """A scenario for this target: one critical link `grab` (POST /grab), Poisson-paced declarative users at
+    `rate_per_s` each, and `phases` as (name, seconds, users); its target URL is replaced by --host."""
+    rows = "\n".join(f"  - {{name: {n}, duration_s: {d:g}, users: {{Grabber: {u}}}, spawn_rate: {max(u, 20)}}}"
+                     for n, d, u in phases)
+    return (f"name: costed\nseed: {seed}\ntarget: {{url: \"http://127.0.0.1:1\"}}\nlinks:\n  grab: {{critical: true}}\n"
+            f"users:\n  Grabber:\n    rate_per_s: {rate_per_s}\n    pacing: poisson\n    requests:\n"
+            f"      - {{method: POST, path: /grab, link: grab}}\nphases:\n{rows}\n")
+
+
 def parse_cost(text: str) -> tuple[str, float]:
     path, _, ms = text.partition("=")
     try:
@@ -99,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.growth <= 10:
         parser.error("--growth: expected 0..10")
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(dict(args.cost), args.growth))
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", args.port), make_handler(dict(args.cost), args.growth))
     print(f"serving on http://127.0.0.1:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

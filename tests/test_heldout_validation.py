@@ -6,7 +6,6 @@ than the 10% it allows; `gala plan A --validate KNEE` says FAILED and writes hel
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 from conftest import gala
@@ -16,24 +15,8 @@ pytestmark = pytest.mark.timeout(150)
 
 
 def test_a_linear_model_fails_against_the_knee_of_a_target_whose_cost_grows_with_load(tmp_path):
-    low = tmp_path / "low.yaml"
-    low.write_text(textwrap.dedent("""\
-        name: costed
-        seed: 3
-        target: {url: "http://127.0.0.1:1"}
-        links:
-          grab: {critical: true}
-        users:
-          Grabber:
-            rate_per_s: 2.0
-            pacing: poisson
-            requests:
-              - {method: POST, path: /grab, link: grab}
-        phases:
-          - {name: calm, duration_s: 5, users: {Grabber: 8}, spawn_rate: 20}
-          - {name: grab, duration_s: 5, users: {Grabber: 16}, spawn_rate: 20}
-    """))
-    knee_scenario = grab_scenario(tmp_path / "knee.yaml", users=30, rate_per_s=2.0)
+    low = grab_scenario(tmp_path / "low.yaml", [("calm", 5, 8), ("grab", 5, 16)])
+    knee_scenario = grab_scenario(tmp_path / "knee.yaml", [("grab", 5, 30)])
     spec = tmp_path / "spec.yaml"
     spec.write_text("latency_budgets:\n  grab: {percentile: 99, latency_ms: 3000}\n")
     with costed_target("/grab=4.0", growth=0.3) as (url, pid):

@@ -21,7 +21,7 @@ KNEE = LIMIT / (COST_MS / 1000.0)  # 125 req/s
 
 
 def test_the_knee_of_a_target_of_known_cost_is_found_within_ten_percent(tmp_path):
-    scenario = grab_scenario(tmp_path / "costed.yaml", users=30, rate_per_s=2.0)
+    scenario = grab_scenario(tmp_path / "costed.yaml", [("grab", 5, 30)])
     spec = tmp_path / "spec.yaml"  # a budget this lax lets the climb reach saturation (a 4 ms request at half a core)
     spec.write_text("latency_budgets:\n  grab: {percentile: 99, latency_ms: 3000}\n")
     with costed_target(f"/grab={COST_MS}") as (url, pid):

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
+from costed import serving
 from run_helpers import assert_totals_match_locust, start_run
 
 from gala.contract.results import load_run
@@ -71,20 +69,8 @@ SCENARIO = textwrap.dedent("""
 def shop_server(tmp_path):
     script = tmp_path / "shop.py"
     script.write_text(SERVER)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline and "http://" not in line:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-        assert "http://" in line, f"shop server did not start: {line!r}"
-        yield line.split()[-1], proc.pid
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with serving([sys.executable, str(script)], "shop server") as served:
+        yield served
 
 
 def test_other_links_against_another_server(tmp_path, shop_server):

@@ -11,7 +11,6 @@ offer next is decided by the capacity model (`capacity_model.knee`); the CLI joi
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import time
 from dataclasses import dataclass, field
