@@ -55,12 +55,16 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     run_dirs = [Path(p) for p in run_dirs]
     spec = load_spec(spec_path)
     # knee searches (gala probe) give the demand's curve up to the ceiling; runs give the mix
-    knees = [load_knee(p) for p in run_dirs if is_knee_search(p)]
+    knee_dirs = [p for p in run_dirs if is_knee_search(p)]
+    knees = [load_knee(p) for p in knee_dirs]
     run_dirs = [p for p in run_dirs if not is_knee_search(p)]
     if not run_dirs:
         raise InputError("only knee searches were given: add a rehearsal's results folder (it gives the mix)")
     progress(f"reading {len(run_dirs)} run(s)" + (f" and {len(knees)} knee search(es)" if knees else ""))
-    runset = read_runs(run_dirs)
+    # a knee search that could not read the target's CPU is the black-box probe: its steps are step-load runs
+    blind = [d / "steps" / s.run_id for d, k in zip(knee_dirs, knees) for mix in k.mixes for s in mix.steps
+             if not any(st.target_cpu_cores is not None for m2 in k.mixes for st in m2.steps)]
+    runset = read_runs(run_dirs + blind)
     # the run to validate against is read first, so that a bad folder fails before any planning
     held_knee = load_knee(Path(validate_dir)) if validate_dir is not None and is_knee_search(validate_dir) else None
     checked = _read_validated(Path(validate_dir), spec) if validate_dir is not None and held_knee is None else None

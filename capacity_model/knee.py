@@ -21,9 +21,12 @@ import pandas as pd
 
 from capacity_model.contracts import LatencyBudget, percentile_column
 from capacity_model.contracts.knee import KneeStep, MixKnee, StopReason
+from capacity_model.loaddemand import fit_load_demand
 from gala.contract.results import Run
 
 MAX_ERROR_RATIO = 0.01  # a step failing more than 1% of a link's requests broke that link
+COLLAPSED = 0.9         # a saturated step that carried less than this share of its offered rate collapsed
+CURVE_REACH = 0.15      # read the ceiling on the curve only from steps within this of it
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,10 @@ def generator_saturated(step: KneeStep, cfg: KneeConfig) -> str | None:
     return None
 
 
+def _collapsed(step: KneeStep, cfg: KneeConfig) -> bool:
+    return step.achieved_ratio < COLLAPSED and (step.utilization or 0.0) >= cfg.saturated_utilization
+
+
 def _over(step: KneeStep, cfg: KneeConfig) -> bool:
     return step.utilization is not None and step.utilization >= cfg.ceiling
 
@@ -125,7 +132,8 @@ def next_rate(steps: list[KneeStep], cfg: KneeConfig) -> tuple[float | None, Sto
     if below_c and above_c:
         lo = max(below_c, key=lambda s: s.utilization)
         up = min(above_c, key=lambda s: s.utilization)
-        if up.intended_rps / lo.intended_rps > 1.0 + 3 * cfg.tolerance:
+        wide = 1.0 + (cfg.tolerance / 2 if _collapsed(up, cfg) else 3 * cfg.tolerance)
+        if up.intended_rps / lo.intended_rps > wide:
             return math.sqrt(lo.intended_rps * up.intended_rps), None
     elif above_c and not below_c and len(steps) < cfg.max_steps - 1:
         return min(s.intended_rps for s in steps) / 2.0, None  # never seen below the ceiling: measure there
@@ -161,6 +169,23 @@ def summarize(mix: str, fractions: dict[str, float], steps: list[KneeStep], cfg:
     known = sorted((s for s in steps if s.utilization is not None), key=lambda s: s.utilization)
     below = [s for s in known if s.utilization < cfg.ceiling]
     above = [s for s in known if s.utilization >= cfg.ceiling]
+    # a step past saturation that carried far less than offered measures a collapse (a cost that grows
+    # with the queue), not the way up to the ceiling: never interpolate towards it
+    held = [s for s in above if not _collapsed(s, cfg)]
+    if below and not held and node_cores:
+        curve = fit_load_demand(np.array([s.utilization for s in known]), np.array([s.cpu_ms_per_request for s in known]))
+        at = curve.at(cfg.ceiling)
+        if at.from_utilization >= cfg.ceiling - CURVE_REACH:
+            out.rps_at_ceiling = cfg.ceiling * node_cores / (at.cpu_ms / 1000.0)
+            out.cpu_ms_at_ceiling = at.cpu_ms
+            out.link_rps_at_ceiling = {l: out.rps_at_ceiling * f for l, f in fractions.items()}
+            lo = below[-1]
+            out.link_latency_ms_at_ceiling = dict(lo.link_latency_ms)
+            notes.append(f"the steps past the ceiling collapsed (carried far less than offered): the rate at the ceiling "
+                         f"is read on the CPU-per-request curve, {at.note}")
+        above = []
+    elif held:
+        above = held
     if below and above:
         lo, hi = below[-1], above[0]
         out.rps_at_ceiling = _interp(lo.utilization, lo.good_rps, hi.utilization, hi.good_rps, cfg.ceiling)
@@ -172,7 +197,7 @@ def summarize(mix: str, fractions: dict[str, float], steps: list[KneeStep], cfg:
         out.link_latency_ms_at_ceiling = {
             l: _interp(lo.utilization, lo.link_latency_ms.get(l, 0.0), hi.utilization, hi.link_latency_ms.get(l, 0.0),
                        cfg.ceiling) for l in fractions}
-    elif known and not above:
+    elif known and not above and out.rps_at_ceiling is None:
         notes.append(f"CPU never reached the {cfg.ceiling:.0%} ceiling (highest {known[-1].utilization:.0%})")
     elif above:
         notes.append(f"every step was past the {cfg.ceiling:.0%} ceiling (lowest {above[0].utilization:.0%})")

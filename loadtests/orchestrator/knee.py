@@ -161,7 +161,8 @@ class KneeBench:
             {"name": WARM_PHASE, "duration_s": self.warm_s, "users": users, "spawn_rate": round(spawn, 3)},
             {"name": STEP_PHASE, "duration_s": self.step_s, "users": users},
         ]
-        raw["name"] = f"knee-{mix.name}-{index}"
+        # "probe-…": `gala plan` reads a step as a step-load run (the black-box probe's steps) when it is given one
+        raw["name"] = f"probe-knee-{mix.name}-{index}"
         raw["description"] = f"knee search step {index} of phase {mix.name}: {rate_rps:.1f} req/s offered"
         path = self.out_dir / "scenarios" / f"{mix.name}-{index}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
