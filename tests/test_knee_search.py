@@ -49,7 +49,17 @@ def test_the_knee_of_a_target_of_known_cost_is_found_within_ten_percent(tmp_path
     assert wall < 60, wall
 
 
-def test_bad_bounds_are_one_line_of_bad_input(tmp_path):
-    proc = gala("probe", "--max-time", "0", "--out", str(tmp_path))
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--max-time" in proc.stderr
-    assert not any(tmp_path.iterdir())
+@pytest.mark.parametrize("args, env, says", [
+    (["--max-time", "0"], {}, "--max-time 0: expected seconds"),
+    (["--phase", "nosuch"], {}, "--phase nosuch: no phase of"),
+    (["--target-cpu-limit", "0.5", "--host", "http://127.0.0.1:9"], {},
+     "--target-cpu-limit: limits the built-in target or the --target-pid processes"),
+    # sysfs: a directory nobody, root included, can make a cgroup in
+    (["--target-cpu-limit", "0.5"], {"GALA_CGROUP_PARENT": "/sys"}, "--target-cpu-limit: cannot limit the target"),
+], ids=["bounds", "phase", "host-without-pid", "unwritable-parent"])
+def test_what_cannot_be_searched_is_one_line_of_bad_input_and_nothing_left(tmp_path, args, env, says):
+    out = tmp_path / "out"
+    proc = gala("probe", *args, "--out", str(out), env=env, timeout_s=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(f"gala: {says}") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not out.exists() or not any(out.iterdir())

@@ -105,13 +105,13 @@ class KneeBench:
     # ------------------------------------------------------------ the target
 
     def __enter__(self) -> "KneeBench":
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if self.cpu_limit is not None:
+            if self.cpu_limit is not None:  # before the folder: what cannot be limited is bad input, nothing left
                 self.limit = CpuLimit(self.cpu_limit, label="--target-cpu-limit")
                 self.limit.create()
                 for pid in self.target_pids:
                     self.limit.apply(pid)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
             if self.builtin:
                 store = self.target_store if self.target_processes > 1 or self.target_store else None
                 self.target = start_builtin(self.out_dir, config=builtin_config(
