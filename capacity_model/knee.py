@@ -27,6 +27,7 @@ from gala.contract.results import Run
 MAX_ERROR_RATIO = 0.01  # a step failing more than 1% of a link's requests broke that link
 COLLAPSED = 0.9         # a saturated step that carried less than this share of its offered rate collapsed
 CURVE_REACH = 0.15      # read the ceiling on the curve only from steps within this of it
+NEAR = 0.3              # from this utilization on, the climb takes smaller strides
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class KneeConfig:
     tolerance: float = 0.10             # bisect until the edge's bracket is this narrow (relative)
     max_growth: float = 3.0             # never offer more than this times the last rate in one step
     blind_growth: float = 1.5           # the climb's factor where the target's CPU is unknown
+    near_growth: float = 1.35           # ... and from NEAR utilization on
     max_steps: int = 9                  # per mix
     generator_cpu_percent: float = 85.0  # a generator process this busy is saturated (of one core)
     min_achieved_ratio: float = 0.85     # a step that carried less, with the target not full, is the generator's
@@ -148,7 +150,9 @@ def _climb(steps: list[KneeStep], top: KneeStep, cfg: KneeConfig) -> float:
         return r * cfg.blind_growth
     if u < cfg.ceiling:
         aim = r * cfg.ceiling / u * 1.05  # just past the ceiling, on a straight line through the step
-        return min(r * cfg.max_growth, max(r * 1.2, aim))
+        # near it, smaller strides: a cost that grows with load makes the straight line overshoot into a collapse
+        growth = cfg.max_growth if u < NEAR else cfg.near_growth
+        return min(r * growth, max(r * 1.2, aim))
     # past the ceiling: aim just past saturation, where queues (and the budget) break
     aim = r / u * 1.08
     return min(r * 1.6, max(r * 1.12, aim))
