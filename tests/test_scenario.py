@@ -96,7 +96,7 @@ def test_arrival_rate_step_sets_user_pace(tmp_path):
 
 @pytest.mark.parametrize("old,new,line,expected", [
     ("    duration_s: 10\n    users: {U: 5}\n  - name: two", "    duration_s: 0\n    users: {U: 5}\n  - name: two",
-     15, "phases[0].duration_s: expected a number > 0, got 0"),
+     15, "phases[0].duration_s: expected a number >= 0.1, got 0"),
     ("    users: {U: 5}\n  - name: two", "    users: {V: 5}\n  - name: two", 16,
      "phases[0].users.V: unknown user 'V'; expected one of: U"),
     ("{path: /y, link: b}", "{path: /y, link: c}", 11, "users.U.requests[1].link: unknown link 'c'; expected one of: a, b"),

@@ -320,7 +320,11 @@ def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
             else f"expected a number {_BOUNDS[kind]} {bound}, got {got!r}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"])).removeprefix("Value error, ")
-    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float", "finite_number"):
+    if kind == "finite_number":
+        return f"expected a finite number (not .inf or .nan), got {got!r}"
+    if kind == "int_parsing_size":
+        return f"expected a whole number of a sane size (see the field's range), got {got!r}"
+    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float"):
         return f"expected {'a whole number' if kind.startswith('int') else 'a number'}, got {got!r}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping, got {got!r}"
