@@ -7,7 +7,8 @@ then validates the plain data and its errors become lines `FILE:LINE: field.path
 one way (`describe_error`).
 
 The input is hostile until proven otherwise (docs/scenario.md, "What the reader refuses"):
-- a file over `MAX_BYTES` (1 MiB), binary (a NUL byte) or not UTF-8 is refused before it is parsed;
+- a file over `MAX_BYTES` (1 MiB), binary (a NUL byte) or not UTF-8 is refused before it is parsed,
+  and one of more than `MAX_VALUES` keys and values while it is (no 1 MiB file costs a second);
 - the data is built from the parser's event stream without recursion, and nesting deeper than
   `MAX_DEPTH` is refused (no RecursionError, no C stack to overflow);
 - an alias may repeat an anchored value, but all aliases together may add at most `MAX_ALIAS_VALUES`
@@ -35,6 +36,7 @@ Lines = dict[tuple, int]
 MAX_BYTES = 1 << 20          # 1 MiB: the largest input file (the default scenario is ~6 KB)
 MAX_DEPTH = 64               # mappings/lists inside each other (the default files nest 6 deep)
 MAX_ALIAS_VALUES = 10_000    # values that aliases may add in all (each alias adds its anchor's size)
+MAX_VALUES = 50_000          # values in one file (the default scenario holds ~150): bounds time and memory
 
 # libyaml's parser where PyYAML was built with it (fast, and its memory stays near the file's size)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -67,6 +69,7 @@ _Resolver.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
 
 _RESOLVER = _Resolver()
+_STR = "tag:yaml.org,2002:str"
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
@@ -109,6 +112,8 @@ def field_path(loc: tuple) -> str:
     """`phases[1].users.GrabUser` from ('phases', 1, 'users', 'GrabUser')."""
     out = ""
     for part in loc:
+        if isinstance(part, str) and not (part.isprintable() and part.strip() == part and part):
+            part = repr(part)  # a key of spaces, newlines or control characters: shown, and on one line
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
@@ -130,18 +135,18 @@ def _syntax_error(exc: yaml.YAMLError, text: str, origin: str) -> InputError:
 
 def _scalar(event: yaml.ScalarEvent, origin: str, line: int, path: tuple) -> Any:
     tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
-    try:
-        value = _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
-    except (ValueError, OverflowError, yaml.YAMLError):  # e.g. an int of 5,000 digits
-        raise InputError(f"{origin}:{line}: {field_path(path)}: {event.value[:40]!r}… is not a number "
-                         "this reader can hold; expected a number of at most 4,300 digits") from None
-    if isinstance(value, str):
+    if tag != _STR:  # bool, int, float, null: PyYAML's own constructors
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # "\ud800": a lone surrogate cannot be written out again (plan.json, CSV)
-            raise InputError(f"{origin}:{line}: {field_path(path)}: a lone surrogate escape (\\ud800-\\udfff); "
-                             "expected text of whole Unicode characters") from None
-    return value
+            return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, event.value))
+        except (ValueError, OverflowError, yaml.YAMLError):  # e.g. an int of 5,000 digits
+            raise InputError(f"{origin}:{line}: {field_path(path)}: {event.value[:40]!r}… is not a number "
+                             "this reader can hold; expected a number of at most 4,300 digits") from None
+    try:
+        event.value.encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800": a lone surrogate cannot be written out again (plan.json, CSV)
+        raise InputError(f"{origin}:{line}: {field_path(path)}: a lone surrogate escape (\\ud800-\\udfff); "
+                         "expected text of whole Unicode characters") from None
+    return event.value
 
 
 class _Builder:
@@ -153,6 +158,7 @@ class _Builder:
         self.stack: list[list] = []       # [container, path, pending key or _NO_KEY, anchor, size]
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.alias_values = 0
+        self.values = 0
         self.root: Any = None
         self.documents = 0
 
@@ -178,6 +184,10 @@ class _Builder:
 
     def _add(self, value: Any, size: int, event, anchor: str | None) -> None:
         """Put a finished value (scalar, alias or collection) where it belongs."""
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise InputError(f"{self.where(event)}: more than {MAX_VALUES:,} keys and values in one file; "
+                             "expected an input file of a sane size")
         if anchor is not None:
             self.anchors[anchor] = (value, size)
         if not self.stack:
