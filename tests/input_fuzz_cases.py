@@ -173,20 +173,21 @@ _TREE = st.recursive(_LEAF, lambda kids: st.one_of(st.lists(kids, max_size=4),
 def _replace_subtree(draw, text: str) -> str:
     """The default file's data with one value (at any depth) replaced by random YAML data, dumped again."""
     data = yaml.safe_load(text)
-    node, key = data, None
+    node, parent, key = data, None, None
     for _ in range(draw(st.integers(0, 4))):
         children = list(node.items()) if isinstance(node, dict) else list(enumerate(node)) if isinstance(node, list) else []
         if not children:
             break
         key, child = draw(st.sampled_from(children))
+        parent = node
         if not isinstance(child, (dict, list)) or draw(st.booleans()):
             break
         node = child
     value = draw(_TREE)
-    if key is None or not isinstance(node, (dict, list)):
+    if parent is None:
         data = value
     else:
-        node[key] = value
+        parent[key] = value
     try:
         return yaml.safe_dump(data, allow_unicode=draw(st.booleans()), sort_keys=False)
     except (yaml.YAMLError, UnicodeEncodeError):  # a lone surrogate PyYAML cannot dump: write it escaped
@@ -230,6 +231,9 @@ def big_files() -> dict[str, bytes]:
         "100k keys": cut("".join(f"k{i}: {i}\n" for i in range(200_000)).encode()),
         "250k list items": b"x: [" + b"1," * (limit // 2 - 8) + b"1]\n",
         "one long string": b"name: " + b"a" * (limit - 16) + b"\n",
+        "feb1 + 1 MiB description": DEFAULT_SCENARIO.read_bytes().replace(
+            b"description: >-\n", b"description: " + b"x" * (limit - DEFAULT_SCENARIO.stat().st_size - 64) + b"\nnotes: >-\n")
+        .replace(b"\nnotes: >-\n  1 February", b"\n#  1 February").replace(b"\n  overlapping the grab's", b"\n#  overlapping the grab's"),
         "deep flow nesting": b"x: " + b"[" * 1000 + b"]" * 1000 + b"\n",
         "alias at the limit": (b"a: &a [" + b"1," * 999 + b"1]\nb: [" + b"*a," * 8 + b"*a]\n"),
         "many small anchors": cut(b"".join(b"k%d: &a%d {x: 1}\n" % (i, i) for i in range(60_000))),
