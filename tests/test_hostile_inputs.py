@@ -196,3 +196,11 @@ def test_real_cli_one_line_and_exit_2_for_a_bad_spec_and_a_bad_scenario(tmp_path
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and f"{spec}:10: peak.requests_per_min" in proc.stderr, proc.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_gala_plan_refuses_a_spec_whose_what_if_names_no_link_of_the_run(tmp_path, capsys):
+    from synth_runs import write_run
+
+    run = write_run(tmp_path)
+    bad = write(tmp_path, "spec.yaml", edit(SPEC, "  link: grab", "  link: grib"))
+    refused(capsys, ["plan", str(run), "--spec", str(bad)], bad, "grab_only.link: unknown link 'grib'")
