@@ -68,7 +68,8 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
                                         validation=validation), out)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the report there ({exc.strerror or exc})") from None
-    code = int(ExitCode.OK if plan.allocation.feasible else ExitCode.NODE_BUDGET_SHORT)
+    # exit 3 only on a verdict of short: inconclusive and within budget are both 0 (issue 10)
+    code = int(ExitCode.NODE_BUDGET_SHORT if plan.verdict is not None and plan.verdict.kind == "short" else ExitCode.OK)
     return PlanOutcome(exit_code=code, headline=headline(plan), out_dir=out, plan=plan, warnings=list(runset.notes),
                        validation=validation)
 

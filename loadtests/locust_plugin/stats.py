@@ -213,7 +213,8 @@ class GalaStats:
 
         classes = getattr(runner, "reported_user_classes_count", None) if isinstance(runner, MasterRunner) \
             else runner.user_classes_count
-        return {"t_s": round(t, 3), "phase": phase, "users": runner.user_count,
+        # the run's clock, so that gala run can tick its CPU sampler on the same whole seconds
+        return {"t_s": round(t, 3), "started_at_epoch": self.timeline.epoch0, "phase": phase, "users": runner.user_count,
                 "user_classes": dict(classes or {}), "rps_second": last_second,
                 "links": view(links), "phase_links": view(phase_links)}
 
