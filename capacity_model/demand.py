@@ -152,7 +152,8 @@ def fit_windows(throughput: pd.DataFrame, busy_cores: pd.DataFrame, idle: pd.Dat
                 window_s: dict[str, int], from_s: dict[str, float] | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """Average the per-second frames (index (run_id, t_s)) over windows of `window_s[run_id]` seconds,
-    starting at `from_s[run_id]` (seconds before it are dropped); only whole windows are kept.
+    starting at `from_s[run_id]`; the seconds before it (CPU ticks not yet on the run's clock) make one
+    window of their own when there are at least 2; only whole windows are kept.
     Counts and CPU are averaged over the same seconds, so a blur of CPU between neighbouring seconds
     leaks only across a window's edges."""
     if not isinstance(throughput.index, pd.MultiIndex) or not window_s:
@@ -161,8 +162,10 @@ def fit_windows(throughput: pd.DataFrame, busy_cores: pd.DataFrame, idle: pd.Dat
     t = throughput.index.get_level_values(1).to_numpy(dtype=float)
     start = np.array([np.ceil((from_s or {}).get(r, 0.0)) for r in run])
     size = np.array([max(int(window_s.get(r, 1)), 1) for r in run])
-    keep = t >= start
-    block = np.floor((t - start) / size).astype(int)
+    early = (t < start) & (start >= 2)
+    keep = (t >= start) | early
+    block = np.where(early, -1, np.floor((t - start) / size)).astype(int)
+    size = np.where(early, start, size)
     key = pd.MultiIndex.from_arrays([run, block], names=["run_id", "window"])
     parts = []
     for frame in (throughput, busy_cores, idle):

@@ -79,7 +79,9 @@ class CpuSampler(threading.Thread):
             next_at = max(next_at, time.time())
             if self._t0 is not None:
                 # onto the run's next whole tick, a hair after it so the reading falls inside the new second
-                k = np.ceil((next_at - self._t0 - ALIGN_LAG_S) / self.interval_s)
+                # (less a millisecond: epoch floats carry ~1e-7 s of error, and a tick exactly due must not
+                # be pushed a whole interval on)
+                k = np.ceil((next_at - self._t0 - ALIGN_LAG_S) / self.interval_s - 1e-3)
                 tick = self._t0 + k * self.interval_s + ALIGN_LAG_S
                 next_at = float(tick)
                 if self.aligned_at is None:
