@@ -15,16 +15,10 @@ from capacity_model.api import plan_run
 from capacity_model.moves import reallocate
 from gala.cli import main
 from synth_runs import DEMAND_S, SynthPhase, write_run
+from test_plan_cli import FAST_SPEC
 
-SPEC = """\
-mix: {source: measured}
-latency_budgets:
-  grab:  {percentile: 99, latency_ms: 200}
-  share: {percentile: 99, latency_ms: 500}
-  chat:  {percentile: 99, latency_ms: 300}
-redundancy: {zones: 3, survive_zone_loss: true}
-uncertainty: {draws: 200}
-"""
+# the CLI tests' spec, with more draws: the band's width is part of what these tests read
+SPEC = FAST_SPEC.replace("draws: 50", "draws: 200")
 
 # a rehearsal whose rates ramp and overlap (what the default scenario does), 20 links' worth of
 # structure is not needed: three links, two services, a sampler 0.42 s into each second
@@ -201,3 +195,25 @@ def test_validate_per_link_fails_a_wrong_split(tmp_path):
     # and the other way round: two runs whose plans differ by more than the band do not both pass
     back = plan_run([other], spec_path=spec, out_dir=tmp_path / "back", validate_dir=model).validation
     assert not back.passed
+
+
+@pytest.mark.parametrize("budget,fail_on_short,code", [
+    (300, False, 0),       # short, but gala run's plan is a report
+    (300, True, 3),        # short, and asked to fail on it
+    (None, True, 0),       # inconclusive is not short
+    (100_000, True, 0),    # within budget
+])
+def test_gala_run_exit_code_per_verdict(tmp_path, capsys, monkeypatch, budget, fail_on_short, code):
+    """`gala run` (its CLI, the rehearsal replaced by a synthetic folder) exits 0 whatever the plan says,
+    3 only with --fail-on-short and a verdict of short."""
+    from gala.contract.results import load_run_info
+    from loadtests.orchestrator import runner
+    from loadtests.orchestrator.options import RunOutcome
+
+    run = write_run(tmp_path, RAMPS, seed=15)
+    if budget is None:
+        budget = plan_run([run], spec_path=spec_file(tmp_path), out_dir=tmp_path / "probe").plan.allocation.required_nodes
+    spec = spec_file(tmp_path, f"node_budget: {budget}\n")
+    monkeypatch.setattr(runner, "run", lambda opts: RunOutcome(run_dir=run, info=load_run_info(run), exit_code=0))
+    got = main(["run", "--quiet", "--spec", str(spec), *(["--fail-on-short"] if fail_on_short else [])])
+    assert got == code, capsys.readouterr().out
