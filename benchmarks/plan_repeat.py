@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         folder, wall = one_run(out, args.duration_scale)
         plan = plan_run([folder], out_dir=folder / "plan").plan
-        nodes = plan.nodes_per_link()
+        # what each link needs (the allocation caps it at the budget when short)
+        nodes = {a.link: a.required_nodes for a in plan.allocation.links}
         ident = {r.link: r for r in plan.identification}
         rows.append({"run": folder.name, "wall_s": round(wall, 1), "nodes": nodes, "total": plan.allocation.required_nodes,
                      "verdict": plan.verdict.kind if plan.verdict else "", "refused": plan.refused,

@@ -115,6 +115,9 @@ def _summary_section(plan: Plan, inputs: ReportInputs) -> list[Block]:
         if r is not None:
             src = "the target's own CPU per link" if r.source == "attributed" else "the regression over the run's seconds"
             how = f"; {r.cpu_s_per_request * 1e3:.3g} CPU-ms per request ± {r.relative_error or 0:.0%} relative error, from {src}"
+            if r.agrees is False:
+                how += (f" (the regression over the run's seconds says {(r.regression_cpu_s or 0) * 1e3:.3g}: they "
+                        "differ, see the identification table)")
         items.append(f"{x.link}: {x.nodes:,} nodes{band}{how}")
     for r in plan.identification:
         if not r.identified:

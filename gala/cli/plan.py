@@ -19,7 +19,7 @@ a section of report.md).
 
 """ + exit_codes_help(ExitCode.OK, ExitCode.NODE_BUDGET_SHORT, ExitCode.BAD_INPUT,
                       ok="a plan within budget, or inconclusive (the budget inside the band, or a link not sized)",
-                      ) + "  (3 only when the verdict is short: even the band's p5 needs more nodes than the budget)\n"
+                      ) + "\n"
 
 
 def register(sub) -> None:
