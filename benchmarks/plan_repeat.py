@@ -49,14 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration-scale", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=None, help="parent folder for the runs (default: a temporary one)")
+    ap.add_argument("--plan-only", type=Path, nargs="+", default=None, metavar="RUN_DIR",
+                    help="plan these results folders instead of running new ones (no load)")
     args = ap.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="plan-repeat-"))
     out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows, folders = [], []
-    for i in range(args.runs):
-        folder, wall = one_run(out, args.duration_scale)
+    existing = list(args.plan_only or [])
+    for i in range(len(existing) or args.runs):
+        folder, wall = (existing[i], 0.0) if existing else one_run(out, args.duration_scale)
         plan = plan_run([folder], out_dir=folder / "plan").plan
         # what each link needs (the allocation caps it at the budget when short)
         nodes = {a.link: a.required_nodes for a in plan.allocation.links}
