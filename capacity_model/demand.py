@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import lsq_linear, nnls
+from scipy.optimize import nnls
 
 from capacity_model.contracts import BASELINE, DemandFit
 from gala.contract.errors import InputError
@@ -59,14 +59,23 @@ def _block_indices(n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
     return idx.reshape(draws, -1)[:, :n]
 
 
+def _quiet_level(X: np.ndarray, y: np.ndarray) -> float:
+    """Mean busy cores over the quietest tenth of the windows (by the links' rates, each relative to its
+    peak; at least 3 windows): the idle cannot be above it. A mean, so noise does not pull it below
+    the idle as a low quantile of the busy cores would."""
+    load = (X / np.maximum(X.max(axis=0), 1e-300)).sum(axis=1)
+    k = max(3, len(y) // 10)
+    return float(y[np.argsort(load, kind="stable")[:k]].mean())
+
+
 def estimate_demand(throughput: pd.DataFrame, busy_cores: pd.DataFrame, *, idle: pd.DataFrame | None = None,
                     bootstrap_draws: int = 200, seed: int = 0) -> DemandFit:
     """Fit D[link, service] by NNLS per service; report R^2, residuals, conditioning, collinear links.
 
     `idle` (same windows as busy_cores, cores per service, NaN where unknown): the idle CPU measured
     before the load. A service whose idle is known for every window is fitted without an intercept on
-    busy - idle; otherwise its idle term U0 is fitted but bounded to [0, the 5th percentile of its busy
-    cores] (a free intercept soaks up load: issue 10 saw U0 = 0.09 cores against a measured 0.000 and
+    busy - idle; otherwise its idle term U0 is fitted but bounded to [0, the mean busy cores of the
+    quietest windows] (a free intercept soaks up load: issue 10 saw U0 = 0.09 cores against a measured 0.000 and
     demands 22-47% low)."""
     if busy_cores.shape[1] == 0:
         raise InputError("measurements: no CPU samples of the target's processes; "
@@ -89,7 +98,7 @@ def estimate_demand(throughput: pd.DataFrame, busy_cores: pd.DataFrame, *, idle:
     coef = np.zeros((len(links) + 1, len(services)))
     se = np.zeros_like(coef)
     fitted = np.zeros_like(U)
-    designs = {}
+    designs, pinvs = {}, {}
     for j in range(len(services)):
         if known[j]:
             A, y, off = X, U[:, j] - I[:, j], I[:, j]
@@ -99,12 +108,12 @@ def estimate_demand(throughput: pd.DataFrame, busy_cores: pd.DataFrame, *, idle:
         scale[scale == 0] = 1.0
         As = A / scale
         designs[bool(known[j])] = As
-        if known[j]:
-            c = nnls(As, y)[0]
-        else:
-            upper = np.full(As.shape[1], np.inf)
-            upper[0] = max(float(np.percentile(y, 5)), 1e-12) * scale[0]
-            c = lsq_linear(As, y, bounds=(np.zeros(As.shape[1]), upper), method="bvls").x
+        c = nnls(As, y)[0]
+        if not known[j]:
+            # one upper bound on a convex problem: if NNLS breaks it, the optimum sits on it
+            cap = _quiet_level(X, y) * scale[0]
+            if c[0] > cap:
+                c = np.concatenate([[cap], nnls(As[:, 1:], y - cap * As[:, 0])[0]])
         fit_j = As @ c
         fitted[:, j] = fit_j + off
         c = c / scale
@@ -115,7 +124,9 @@ def estimate_demand(throughput: pd.DataFrame, busy_cores: pd.DataFrame, *, idle:
         if idx is not None:
             # one pseudo-inverse serves every draw: coef* = pinv (fitted + resampled residuals), clipped at 0
             # (refitting only NNLS's active set would hide the error of a coefficient on its bound)
-            pinv = np.linalg.pinv(As)
+            if bool(known[j]) not in pinvs:
+                pinvs[bool(known[j])] = np.linalg.pinv(As)  # the design is the same for every such service
+            pinv = pinvs[bool(known[j])]
             r = y - fit_j
             sol = (pinv @ fit_j)[:, None] + pinv @ r[idx].T
             sd = np.maximum(sol / scale[:, None], 0.0).std(axis=1, ddof=1)

@@ -222,6 +222,12 @@ def _size(spec: CapacitySpec, m: Measurements, links: list[str], mix: PeakMix, f
     return [by_link[l] for l in links]
 
 
+def _required(spec: CapacitySpec, sizing: list[LinkSizing]) -> int:
+    """The nodes a sizing needs in all (what the allocation's `required_nodes` is, without the solver)."""
+    z = spec.redundancy.zones
+    return sum(s.nodes_per_zone * z if z > 1 else s.nodes_required for s in sizing)
+
+
 def _allocate(spec: CapacitySpec, sizing: list[LinkSizing]) -> Allocation:
     per_zone = {s.link: (s.nodes_per_zone if spec.redundancy.zones > 1 else s.nodes_required) for s in sizing}
     return allocate(per_zone, spec.node_budget, zones=spec.redundancy.zones, priorities=spec.priorities)
@@ -284,7 +290,7 @@ def make_plan(spec: CapacitySpec, m: Measurements, *, in_force: dict[str, list[i
                            "the rehearsal's mix", plan_mix=g_mix.name)
 
     band = (uncertainty.total.p5, uncertainty.total.p95) if uncertainty is not None else (None, None)
-    table = sensitivity(spec, lambda s: _allocate(s, _size(s, m, links, plan_mix(s, m), fit, [])).required_nodes,
+    table = sensitivity(spec, lambda s: _required(s, _size(s, m, links, plan_mix(s, m), fit, [])),
                         allocation.required_nodes, *band, incomplete=bool(refused))
     realloc = reallocate(per_zone(g_alloc) if in_force is None else in_force, per_zone(allocation),
                          node_budget=spec.node_budget, keep=refused,
