@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from capacity_model.contracts import Assumption, CapacitySpec, Measurements, Plan
+from capacity_model.moves import read_allocation
 from capacity_model.heldout import (HeldOut, load_adjustment, node_speed, operating_points, run_cores, run_speed,
                                     validate_knee)
 from capacity_model.heldout import assumptions as heldout_assumptions
@@ -48,7 +49,8 @@ def _quiet(_: str) -> None:
 
 
 def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path | None = None,
-             progress: Callable[[str], None] = _quiet, validate_dir: Path | None = None) -> PlanOutcome:
+             progress: Callable[[str], None] = _quiet, validate_dir: Path | None = None,
+             from_allocation: Path | None = None) -> PlanOutcome:
     """Plan the night from one or more results folders; write the report into `out_dir`
     (default: `<first run>/plan`). With `validate_dir`, also hold the fitted model against that run
     (a run at a known allocation) and add the comparison to the report and `validation.json`."""
@@ -80,7 +82,10 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
         m.notes.append(f"scale-out: {scaled}")
     progress(f"planning {len(m.links)} link(s) for {spec.peak.rate_per_s:,.0f} req/s "
              f"({spec.uncertainty.draws} Monte Carlo draws)")
-    plan = make_plan(spec, m, load=load)
+    in_force = None
+    if from_allocation is not None:  # the allocation in force the week's moves start from (default: grab-only's)
+        in_force = read_allocation(Path(from_allocation), spec.redundancy.zones)
+    plan = make_plan(spec, m, in_force=in_force, in_force_source=str(from_allocation) if in_force else None, load=load)
     plan.operating_points = operating_points(plan, m, spec.node.cores * spec.node.speed_vs_measured, load.source)
     plan.assumptions += heldout_assumptions(load, plan.links, spec.utilization_ceiling)
     if scaled is not None:
@@ -108,7 +113,8 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     if heldout is not None:
         write_text_atomic(out / "heldout.md", heldout.markdown())
         write_json_atomic(out / "heldout.json", heldout.as_json())
-    code = int(ExitCode.OK if plan.allocation.feasible else ExitCode.NODE_BUDGET_SHORT)
+    # exit 3 only on a verdict of short: inconclusive and within budget are both 0 (issue 10)
+    code = int(ExitCode.NODE_BUDGET_SHORT if plan.verdict is not None and plan.verdict.kind == "short" else ExitCode.OK)
     return PlanOutcome(exit_code=code, headline=headline(plan), out_dir=out, plan=plan, warnings=list(runset.notes),
                        validation=validation, heldout=heldout)
 
