@@ -70,9 +70,10 @@ def held_out(a: list[Path], k2: Path, out: Path, spec: Path | None, log: Path) -
 def measure(name: str, target_args: list[str], run_args: list[str], probe_args: list[str], spec: Path | None,
             out: Path, lock: str | None, log: Path) -> list[dict]:
     spec_args = ["--spec", str(spec)] if spec else []
-    a = run_and_find(GALA + ["run", "--no-plan", "--quiet", *target_args, *run_args], out / "runs", lock, log)
-    k1 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], out / "knees", lock, log)
-    k2 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], out / "knees", lock, log)
+    a = run_and_find(GALA + ["run", "--no-plan", "--quiet", *target_args, *run_args], out / f"runs-{name.split('@')[0].split()[0]}", lock, log)
+    knees = out / f"knees-{name.split('@')[0].split()[0]}"
+    k1 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], knees, lock, log)
+    k2 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], knees, lock, log)
     lin = held_out([a], k2, out / f"plan-{name}-linear", spec, log)
     ld = held_out([a, k1], k2, out / f"plan-{name}-load", spec, log)
     knee2 = json.loads((k2 / "knee.json").read_text())
@@ -120,8 +121,12 @@ def main() -> int:
     rows: list[dict] = []
     t0 = time.monotonic()
     if args.only in (None, "builtin"):
+        # a short low-load rehearsal's demands have relative errors of 30-70% (issue 10's identification
+        # refuses them at 25%): the held-out check is the point here, so they are accepted and reported
+        spec = out / "builtin-spec.yaml"
+        spec.write_text("identification: {max_relative_error: 1.0}\n")
         rows += measure("builtin@0.25", ["--target-cpu-limit", "0.25"],
-                        ["--duration-scale", "0.3", "-u", "130"], ["--max-time", str(args.knee_time)], None,
+                        ["--duration-scale", "0.5", "-u", "130"], ["--max-time", str(args.knee_time)], spec,
                         out, args.lock, log)
     if args.only in (None, "costed"):
         scenario = out / "costed.yaml"

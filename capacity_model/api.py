@@ -86,7 +86,7 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     if from_allocation is not None:  # the allocation in force the week's moves start from (default: grab-only's)
         in_force = read_allocation(Path(from_allocation), spec.redundancy.zones)
     plan = make_plan(spec, m, in_force=in_force, in_force_source=str(from_allocation) if in_force else None, load=load)
-    plan.operating_points = operating_points(plan, m, spec.node.cores * spec.node.speed_vs_measured, load.source)
+    plan.operating_points = operating_points(plan, m, spec.node.cores * spec.node.speed_vs_measured, load.source, load)
     plan.assumptions += heldout_assumptions(load, plan.links, spec.utilization_ceiling)
     if scaled is not None:
         plan.assumptions.append(Assumption(figure="node.capacity", value=f"node.speed_vs_measured "
@@ -95,7 +95,8 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     if held_knee is not None:
         progress(f"holding the model against the knee search {held_knee.search_id}")
         base = {s.link: s.base_latency_ms for s in plan.sizing if s.base_latency_ms is not None}
-        heldout = validate_knee(plan, m, held_knee, model_speed=model_speed, base_latency_ms=base, source=load.source)
+        heldout = validate_knee(plan, m, held_knee, model_speed=model_speed, base_latency_ms=base, source=load.source,
+                                adjust=load)
     validation = None
     if checked is not None:
         observed, run_id, processes = checked

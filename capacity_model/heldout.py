@@ -32,6 +32,7 @@ from gala.contract.results import RunInfo
 RPS_TOLERANCE = 0.10      # predicted req/s per node at the ceiling within this of the measured
 P99_TOLERANCE = 0.20      # predicted p99 at the ceiling within this, when it can be validated
 CPU_TOLERANCE = 0.15      # predicted target CPU of a step within this of the measured
+SATURATED = 0.93          # a knee search that pushed the node this far measured what it carries at most
 QUOTA_PERIOD_MS = 100.0   # the cgroup quota's period (loadtests/orchestrator/cpulimit.py PERIOD_US)
 
 
@@ -70,6 +71,7 @@ class Anchor:
     rel_error: float
     rates: pd.Series   # the mix's rates per link (critical and others), as the knee measured them
     note: str
+    saturation_rps_per_core: float | None = None  # the most the node carried once pushed (model machine's speed)
 
 
 @dataclass
@@ -129,8 +131,11 @@ def load_adjustment(m: Measurements, links: list[str], cores: float, ceiling: fl
                 continue
             at = curve.at(ceiling)
             out.curves[k.mix] = curve
+            pushed = any((st.utilization or 0.0) >= SATURATED for st in k.steps)
+            sat = (max(st.good_rps for st in k.steps) / k.node_cores / ratio) if pushed and k.node_cores else None
             out.anchors[k.mix] = Anchor(k.mix, at.cpu_ms / 1000.0 * ratio, at.rel_error, knee_rates(k),
-                                        f"{curve.intercept_ms:.3g} + {curve.slope_ms:.3g}·u CPU-ms per request; {at.note}")
+                                        f"{curve.intercept_ms:.3g} + {curve.slope_ms:.3g}·u CPU-ms per request; {at.note}",
+                                        sat)
     for link in links:
         phase = _home_phase(m, link)
         u = float(util.get(phase, np.nan)) if phase is not None else float("nan")
@@ -192,13 +197,19 @@ def mix_demand(fit: DemandFit, rates: pd.Series, critical: list[str]) -> float:
 
 
 def operating_point(fit: DemandFit, phase: str, rates: pd.Series, critical: list[str], cores: float,
-                    ceiling: float, source: str = "linear", note: str = "") -> OperatingPoint | None:
+                    ceiling: float, source: str = "linear", note: str = "",
+                    saturation_cap_rps: float | None = None) -> OperatingPoint | None:
+    """`saturation_cap_rps`: what a knee search measured the node to carry at most (a cost that grows with
+    the queue collapses below the CPU's bound): the saturation point never promises more."""
     d = mix_demand(fit, rates, critical)
     if not math.isfinite(d) or d <= 0:
         return None
     idle = float(sum(fit.baseline_busy_cores.values()))
     at_c = max(0.0, ceiling * cores - idle) / d
     at_sat = max(0.0, cores - idle) / d
+    if saturation_cap_rps is not None and saturation_cap_rps < at_sat:
+        at_sat = max(saturation_cap_rps, at_c)
+        note = (note + "; " if note else "") + "saturation as the knee search measured it (the node collapsed)"
     crit = {l: float(rates.get(l, 0.0)) for l in critical if rates.get(l, 0.0) > 0}
     total = sum(crit.values())
     return OperatingPoint(
@@ -209,13 +220,17 @@ def operating_point(fit: DemandFit, phase: str, rates: pd.Series, critical: list
         source=source, note=note)
 
 
-def operating_points(plan: Plan, m: Measurements, cores: float, source: str = "linear") -> list[OperatingPoint]:
+def operating_points(plan: Plan, m: Measurements, cores: float, source: str = "linear",
+                     adjust: LoadAdjust | None = None) -> list[OperatingPoint]:
     """Per measured phase, the night's node (`cores`, speed included) at the ceiling and at saturation."""
     if plan.demand is None:
         return []
     out = []
     for phase, rates in m.phase_rps.iterrows():
-        p = operating_point(plan.demand, str(phase), rates, plan.links, cores, plan.spec.utilization_ceiling, source)
+        a = adjust.anchors.get(str(phase)) if adjust is not None else None
+        cap = a.saturation_rps_per_core * cores if a is not None and a.saturation_rps_per_core else None
+        p = operating_point(plan.demand, str(phase), rates, plan.links, cores, plan.spec.utilization_ceiling, source,
+                            saturation_cap_rps=cap)
         if p is not None:
             out.append(p)
     return out
@@ -234,7 +249,15 @@ class MixCheck:
     p99_verdict: str          # "validated", "failed" or "not validated: why"
     cpu: list[tuple[float, float, float]]  # per step: offered req/s, predicted cores, measured cores
     cpu_passed: bool
+    predicted_saturation_rps: float | None = None
+    measured_saturation_rps: float | None = None  # the most the node carried, once it was pushed to saturation
     note: str = ""
+
+    @property
+    def overpromised(self) -> bool:
+        """The model promises more than the node carried at saturation: the dangerous direction (under-planned)."""
+        return (self.measured_saturation_rps is not None and self.predicted_saturation_rps is not None
+                and self.predicted_saturation_rps > self.measured_saturation_rps * (1 + RPS_TOLERANCE))
 
     @property
     def rps_error(self) -> float | None:
@@ -260,7 +283,9 @@ class HeldOut:
         parts = []
         for c in self.mixes:
             meas = "not measured" if c.measured_rps is None else f"measured {c.measured_rps:.0f} ({c.rps_error:+.0%})"
-            parts.append(f"{c.mix} predicted {c.predicted_rps:.0f} req/s per node at the ceiling, {meas}")
+            over = (f", saturation over-promised ({c.predicted_saturation_rps:.0f} vs {c.measured_saturation_rps:.0f} "
+                    "carried)") if c.overpromised else ""
+            parts.append(f"{c.mix} predicted {c.predicted_rps:.0f} req/s per node at the ceiling, {meas}{over}")
         verdict = "PASSED" if self.passed else "FAILED"
         return f"held-out validation against {self.knee} ({self.source} demand): " + "; ".join(parts) + f": {verdict}"
 
@@ -270,7 +295,9 @@ class HeldOut:
                 "tolerance": {"rps_at_ceiling": RPS_TOLERANCE, "p99_at_ceiling": P99_TOLERANCE, "cpu": CPU_TOLERANCE},
                 "mixes": [{"mix": c.mix, "predicted_rps_per_node_at_ceiling": c.predicted_rps,
                            "measured_rps_per_node_at_ceiling": c.measured_rps, "error": c.rps_error,
-                           "passed": c.passed, "predicted_p99_ms": c.predicted_p99_ms,
+                           "passed": c.passed, "predicted_saturation_rps": c.predicted_saturation_rps,
+                           "measured_saturation_rps": c.measured_saturation_rps, "overpromised": c.overpromised,
+                           "predicted_p99_ms": c.predicted_p99_ms,
                            "measured_p99_ms": c.measured_p99_ms, "p99": c.p99_verdict, "cpu_passed": c.cpu_passed,
                            "cpu_by_step": [{"offered_rps": a, "predicted_cores": b, "measured_cores": x}
                                            for a, b, x in c.cpu], "note": c.note} for c in self.mixes]}
@@ -279,9 +306,11 @@ class HeldOut:
         rows = [f"# Held-out validation: {self.model} against {self.knee}", "",
                 f"Node: {self.node_cores:g} core(s); demand {self.source}; speed ratio {self.speed_ratio:.3f} "
                 f"(model machine / knee machine, work units equal). Pass: req/s per node at the ceiling within "
-                f"{RPS_TOLERANCE:.0%}; p99 at the ceiling within {P99_TOLERANCE:.0%} where it can be validated.", "",
-                "| mix | predicted req/s at ceiling | measured | error | p99 predicted / measured | p99 | CPU by step | verdict |",
-                "|---|---:|---:|---:|---|---|---|---|"]
+                f"{RPS_TOLERANCE:.0%}, and no more than {RPS_TOLERANCE:.0%} promised at saturation than the node carried "
+                f"(over-promising under-plans); p99 at the ceiling within {P99_TOLERANCE:.0%} where it can be "
+                "validated.", "",
+                "| mix | predicted req/s at ceiling | measured | error | saturation predicted / carried | p99 predicted / measured | p99 | CPU by step | verdict |",
+                "|---|---:|---:|---:|---|---|---|---|---|"]
         for c in self.mixes:
             p99 = ", ".join(f"{l} {c.predicted_p99_ms[l]:.0f}/{c.measured_p99_ms.get(l, float('nan')):.0f} ms"
                             for l in c.predicted_p99_ms)
@@ -289,7 +318,11 @@ class HeldOut:
             err = "—" if c.rps_error is None else f"{c.rps_error:+.1%}"
             meas = "—" if c.measured_rps is None else f"{c.measured_rps:.0f}"
             verdict = "—" if c.passed is None else ("pass" if c.passed else "FAIL")
-            rows.append(f"| {c.mix} | {c.predicted_rps:.0f} | {meas} | {err} | {p99} | {c.p99_verdict} | {cpu} | {verdict} |")
+            sat = "—" if c.measured_saturation_rps is None else \
+                f"{c.predicted_saturation_rps:.0f} / {c.measured_saturation_rps:.0f}"
+            rows.append(f"| {c.mix} | {c.predicted_rps:.0f} | {meas} | {err} | {sat} | {p99} | {c.p99_verdict} | {cpu} "
+                        f"| {verdict} |")
+        rows += [""] + [f"- {c.mix}: {c.note}" for c in self.mixes if c.note]
         rows += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(rows) + "\n"
 
@@ -304,7 +337,7 @@ def _mmc_p99_wait_ms(service_ms: float, rho: float, q: float) -> float:
 
 
 def validate_knee(plan: Plan, m: Measurements, knee: KneeSearch, *, model_speed: float | None,
-                  base_latency_ms: dict[str, float], source: str = "linear") -> HeldOut:
+                  base_latency_ms: dict[str, float], source: str = "linear", adjust: LoadAdjust | None = None) -> HeldOut:
     """Hold the plan's demands against a knee search: per mix, req/s per node at the ceiling, the
     p99 there, and the target CPU at each step's measured rates."""
     cores = knee.node_cores or 1.0
@@ -323,20 +356,32 @@ def validate_knee(plan: Plan, m: Measurements, knee: KneeSearch, *, model_speed:
     ceiling = knee.ceiling
     for k in knee.mixes:
         rates = _mix_rates(m, k)
-        p = operating_point(scaled, k.mix, rates, [l for l in plan.links if l in k.fractions], cores, ceiling, source)
+        a = adjust.anchors.get(k.mix) if adjust is not None else None
+        cap = a.saturation_rps_per_core * cores / ratio if a is not None and a.saturation_rps_per_core else None
+        p = operating_point(scaled, k.mix, rates, [l for l in plan.links if l in k.fractions], cores, ceiling, source,
+                            saturation_cap_rps=cap)
         if p is None:
             out.notes.append(f"{k.mix}: the model has no demand for this mix's links")
             continue
         measured = k.rps_at_ceiling
-        passed = None if measured is None else abs(p.rps_per_node_at_ceiling / measured - 1) <= RPS_TOLERANCE
+        pushed = any((s.utilization or 0.0) >= SATURATED for s in k.steps)
+        sat = max(s.good_rps for s in k.steps) if pushed and k.steps else None
         pred_p99, verdict = _p99(p, k, base_latency_ms, plan, cores, ceiling)
         cpu = [(s.intended_rps, _cores_at(scaled, rates, s), s.target_cpu_cores) for s in k.steps
                if s.target_cpu_cores is not None]
         cpu_ok = all(abs(b / x - 1) <= CPU_TOLERANCE for _, b, x in cpu if x > 0)
         note = "" if measured is not None else f"the knee search did not bracket the ceiling ({k.note})"
-        out.mixes.append(MixCheck(mix=k.mix, predicted_rps=p.rps_per_node_at_ceiling, measured_rps=measured,
-                                  passed=passed, predicted_p99_ms=pred_p99, measured_p99_ms=k.link_latency_ms_at_ceiling,
-                                  p99_verdict=verdict, cpu=cpu, cpu_passed=cpu_ok, note=note))
+        check = MixCheck(mix=k.mix, predicted_rps=p.rps_per_node_at_ceiling, measured_rps=measured, passed=None,
+                         predicted_p99_ms=pred_p99, measured_p99_ms=k.link_latency_ms_at_ceiling, p99_verdict=verdict,
+                         cpu=cpu, cpu_passed=cpu_ok, predicted_saturation_rps=p.rps_per_node_at_saturation,
+                         measured_saturation_rps=sat, note=note)
+        within = None if measured is None else abs(p.rps_per_node_at_ceiling / measured - 1) <= RPS_TOLERANCE
+        check.passed = (False if check.overpromised else within)
+        if check.overpromised:
+            check.note = (check.note + "; " if check.note else "") + (
+                f"the model promises {p.rps_per_node_at_saturation:.0f} req/s at saturation, the node carried at most "
+                f"{sat:.0f}: under-planned (its cost grows with load, or it collapses past the ceiling)")
+        out.mixes.append(check)
     return out
 
 

@@ -1,7 +1,8 @@
 """A held-out validation can fail: a linear model fitted at low load, held against the measured knee
 of a target whose cost per request grows with the requests in flight (the costed target, growth 0.3,
-held to half a core), predicts more req/s per node at the ceiling than the node carries, by more
-than the 10% it allows; `gala plan A --validate KNEE` says FAILED and writes heldout.json."""
+held to half a core), promises more than the node carries (at the ceiling by more than the 10% it
+allows, or at saturation, where that target collapses); `gala plan A --validate KNEE` says FAILED and
+writes heldout.json."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def test_a_linear_model_fails_against_the_knee_of_a_target_whose_cost_grows_with
     low = grab_scenario(tmp_path / "low.yaml", [("calm", 5, 8), ("grab", 5, 16)])
     knee_scenario = grab_scenario(tmp_path / "knee.yaml", [("grab", 5, 30)])
     spec = tmp_path / "spec.yaml"
-    spec.write_text("latency_budgets:\n  grab: {percentile: 99, latency_ms: 3000}\n")
+    # a 10-second rehearsal's demand may be less certain than the plan's 25% rule: it is the model under test here
+    spec.write_text("latency_budgets:\n  grab: {percentile: 99, latency_ms: 3000}\n"
+                    "identification: {max_relative_error: 1.0}\n")
     with costed_target("/grab=4.0", growth=0.3) as (url, pid):
         target = ["--host", url, "--target-pid", str(pid), "--target-cpu-limit", "0.5"]
         run = gala("run", "--scenario", str(low), *target, "--no-plan", "--quiet", "--out", str(tmp_path / "runs"),
@@ -35,8 +38,10 @@ def test_a_linear_model_fails_against_the_knee_of_a_target_whose_cost_grows_with
     held = json.loads((tmp_path / "plan" / "heldout.json").read_text())
     (mix,) = held["mixes"]
     assert mix["measured_rps_per_node_at_ceiling"], (held, probe.stdout)
-    # the cost at the ceiling is well above the low-load cost: the linear model over-predicts, and fails
-    assert mix["error"] > 0.10 and not mix["passed"] and not held["passed"], (held, probe.stdout)
+    # the linear model over-promises: req/s at the ceiling beyond the 10% allowed, or what the node carries at
+    # saturation (its cost grows with the queue: past the ceiling it collapses, measured 6-12 req/s carried of 80)
+    assert not mix["passed"] and not held["passed"], (held, probe.stdout)
+    assert mix["error"] > 0.10 or mix["overpromised"], held
     assert "FAILED" in plan.stdout and "held-out validation against" in plan.stdout
     assert held["source"] == "linear"
     knee = json.loads((k / "knee.json").read_text())

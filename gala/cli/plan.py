@@ -77,7 +77,7 @@ def _check_spec(spec_path: Path, results_dirs: list[Path]) -> None:
     from gala.contract.errors import InputError
     from gala.contract.results import load_run_info
 
-    infos = [load_run_info(d) for d in results_dirs]
+    infos = [load_run_info(d) for d in results_dirs if not (Path(d) / "knee.json").is_file()]  # knee searches: no run.json
     links = list(dict.fromkeys(link for i in infos for link in i.links))
     critical = list(dict.fromkeys(link for i in infos for link in i.critical_links))
     phases = list(dict.fromkeys(p.name for i in infos for p in i.phases))
