@@ -47,3 +47,13 @@ def test_a_linear_model_fails_against_the_knee_of_a_target_whose_cost_grows_with
     knee = json.loads((k / "knee.json").read_text())
     costs = [s["cpu_ms_per_request"] for s in sorted(knee["mixes"][0]["steps"], key=lambda s: s["utilization"])]
     assert costs[-1] > costs[0] * 1.15  # the growth the linear model missed, as the steps measured it
+    # the same plan anchored at the ceiling by that knee search (`gala plan A KNEE`) reproduces it, and says so
+    anchored = gala("plan", str(a), str(k), "--validate", str(k), "--spec", str(spec), "--out", str(tmp_path / "p2"),
+                    timeout_s=60)
+    assert anchored.returncode in (0, 3), anchored.stderr[-2000:]
+    held2 = json.loads((tmp_path / "p2" / "heldout.json").read_text())
+    assert held2["source"] == "load-dependent" and abs(held2["mixes"][0]["error"]) < 0.10, held2
+    plan = json.loads((tmp_path / "p2" / "plan.json").read_text())
+    assert plan["operating_points"] and plan["operating_points"][0]["source"] == "load-dependent"
+    assert any(a["figure"] == "demand_at_ceiling.grab" and a["source"] == "run" for a in plan["assumptions"])
+
