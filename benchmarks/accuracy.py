@@ -8,6 +8,8 @@ it measures
   A   a low-load rehearsal (`gala run`, about a third of the node),
   K1  a knee search (`gala probe`): the demand's curve up to the ceiling,
   K2  a second knee search: the held-out measurement,
+(and, for speed units, the same rehearsal at 0.25 and 0.5 core, each planned with the night's node rated
+in speed units: the two plans should agree),
 and holds two plans against K2 (`gala plan ... --validate K2`): the linear one from A alone, and the
 one anchored at the ceiling by K1 (`gala plan A K1`). It prints one row per target and phase mix:
 predicted and measured req/s per node at the 70% ceiling, CPU per request there, p99 there.
@@ -111,7 +113,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lock", help="run each load under `flock FILE`")
     ap.add_argument("--out", type=Path, help="where the runs go (default: a temporary folder, kept)")
-    ap.add_argument("--only", choices=["builtin", "costed"])
+    ap.add_argument("--only", choices=["builtin", "costed", "speed"])
     ap.add_argument("--knee-time", type=float, default=180.0, help="each built-in knee search's --max-time (s)")
     ap.add_argument("--growth", type=float, default=0.1, help="the costed target's --growth (default 0.1)")
     args = ap.parse_args()
@@ -145,7 +147,8 @@ def main() -> int:
                             out, args.lock, log)
         finally:
             target.close()
-    (out / "accuracy.json").write_text(json.dumps(rows, indent=2))
+    speed_rows = speed_units(out, args.lock, log) if args.only in (None, "speed") else []
+    (out / "accuracy.json").write_text(json.dumps({"knees": rows, "speed_units": speed_rows}, indent=2))
     print(textwrap.dedent(f"""\
         machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; load average
         {os.getloadavg()[0]:.2f} at the end; {time.monotonic() - t0:.0f} s; runs in {out}
@@ -162,7 +165,36 @@ def main() -> int:
         print(f"| {r['target']} | {r['mix']} | {f(r['measured_rps'])} | {f(r['linear_rps'])} | {f(r['linear_error'], '+.1%')} "
               f"| {f(r['load_rps'])} | {f(r['load_error'], '+.1%')} | {f(r['measured_cpu_ms'], '.3f')} "
               f"| {f(r['saturation_rps'])} | {p99} |")
+    if speed_rows:
+        print("\n| rehearsal | speed reference (units/CPU-s) | node.speed_vs_measured | grab CPU-ms | nodes: grab, share, chat | total |")
+        print("|---|---:|---:|---:|---|---:|")
+        for r in speed_rows:
+            print(f"| {r['run']} | {r['speed']:,.0f} | {r['speed_vs_measured']:.3f} | {r['grab_cpu_ms']:.3f} "
+                  f"| {r['nodes']} | {r['total']} |")
     return 0
+
+
+def speed_units(out: Path, lock: str | None, log: Path) -> list[dict]:
+    """The same rehearsal on two differently limited cores (0.25 and 0.5), each planned with the night's node
+    declared in speed units (node.speed_units_per_cpu_s): the plans should agree."""
+    spec = out / "speed-spec.yaml"
+    spec.write_text("node: {cores: 32, speed_units_per_cpu_s: 80000}\nidentification: {max_relative_error: 1.0}\n")
+    rows = []
+    for limit in ("0.25", "0.5"):
+        run = run_and_find(GALA + ["run", "--no-plan", "--quiet", "--target-cpu-limit", limit, "--duration-scale", "0.5",
+                                   "-u", "130"], out / "runs-speed", lock, log)
+        plan_dir = out / f"plan-speed-{limit}"
+        sh(GALA + ["plan", str(run), "--spec", str(spec), "--out", str(plan_dir)], None, log)
+        plan = json.loads((plan_dir / "plan.json").read_text())
+        info = json.loads((run / "run.json").read_text())
+        refs = [r["units_per_cpu_s"] for r in (info["machine"]["speed_ref_start"], info["machine"]["speed_ref_end"]) if r]
+        nodes = {x["link"]: x["nodes"] for x in plan["allocation"]["links"]}
+        grab = sum(plan["demand"]["cpu_s_per_request"]["grab"].values()) * 1000 if plan.get("demand") else float("nan")
+        rows.append({"run": f"builtin@{limit} {run.name}", "speed": sorted(refs)[len(refs) // 2],
+                     "speed_vs_measured": plan["spec"]["node"]["speed_vs_measured"], "grab_cpu_ms": grab,
+                     "nodes": ", ".join(f"{nodes.get(l, '—')}" for l in ("grab", "share", "chat")),
+                     "total": plan["allocation"]["total_nodes"]})
+    return rows
 
 
 if __name__ == "__main__":
