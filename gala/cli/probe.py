@@ -93,7 +93,7 @@ def _check(args) -> None:
         raise InputError(f"--start-rps {args.start_rps:g}: expected a rate in (0, 1e6]")
 
 
-def _line(step, node_cores) -> str:
+def _line(step) -> str:
     cpu = "" if step.target_cpu_cores is None else (
         f", CPU {step.target_cpu_cores:.3f} cores" + (f" ({step.utilization:.0%})" if step.utilization is not None else ""))
     lat = ", ".join(f"{l} {v:.0f} ms" for l, v in step.link_latency_ms.items())
@@ -117,7 +117,7 @@ def main(args) -> int:
     scenario = args.scenario or DEFAULT_SCENARIO
     spec = load_spec(args.spec)
     ceiling = args.ceiling if args.ceiling is not None else spec.utilization_ceiling
-    bench = KneeBench(scenario=scenario, out_dir=Path("/nonexistent"), host=args.host, target_pids=args.target_pid,
+    bench = KneeBench(scenario=scenario, out_dir=args.out, host=args.host, target_pids=args.target_pid,
                       cpu_limit=args.target_cpu_limit, target_processes=args.target_processes,
                       target_store=args.target_store, target_config=args.target_config,
                       warm_s=args.warm_s, step_s=args.step_s)
@@ -129,7 +129,7 @@ def main(args) -> int:
         node_cores = float(args.target_processes)  # one Python process keeps at most one core busy
     cfg = KneeConfig(ceiling=ceiling, tolerance=args.tolerance, max_steps=args.max_steps)
     sid = search_id(bench.sc.name)
-    bench.out_dir = args.out / sid
+    bench.out_dir = args.out / sid  # the search's own folder, made once the target can be limited
     started = time.time()
     deadline = started + args.max_time
     results, stopped = [], None
@@ -157,7 +157,7 @@ def main(args) -> int:
                     step = measure_step(load_run(folder), mix=mix.name, index=len(steps), phase="step", links=list(mix.intended_rps),
                                         budgets=budgets, node_cores=node_cores)
                     steps.append(step)
-                    say(_line(step, node_cores))
+                    say(_line(step))
                     rate, stop = next_rate(steps, cfg)
                 knee = summarize(mix.name, mix.fractions, steps, cfg, node_cores, stop or "time")
                 results.append(knee)
