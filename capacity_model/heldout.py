@@ -26,7 +26,7 @@ import pandas as pd
 
 from capacity_model.contracts import Assumption, DemandFit, Measurements, Plan
 from capacity_model.contracts.knee import KneeSearch, MixKnee, OperatingPoint
-from capacity_model.loaddemand import EXTRAPOLATION_FLOOR, MEASURED_MARGIN, LoadDemandFit, fit_steps
+from capacity_model.loaddemand import EXTRAPOLATION_FLOOR, MEASURED_MARGIN, DemandAt, LoadDemandFit, fit_steps
 from gala.contract.results import RunInfo
 
 RPS_TOLERANCE = 0.10      # predicted req/s per node at the ceiling within this of the measured
@@ -53,11 +53,17 @@ def run_cores(info: RunInfo) -> float:
     return float(t.cpu_limit_cores or declared or max(1, t.processes) / max(1, t.nodes))
 
 
+SPEED_NOISE = 0.10  # measured: one VM's median references differ by up to 8% between searches minutes apart
+
+
 def speed_ratio(model_speed: float | None, other_speed: float | None) -> float:
-    """CPU-seconds on the other machine per CPU-second on the model's: work units are equal."""
+    """CPU-seconds on the other machine per CPU-second on the model's: work units are equal. A ratio within
+    the reference's own noise between runs on one machine (the VM's slow and fast spells) is taken for 1:
+    converting by it would add that noise, not remove a difference."""
     if not model_speed or not other_speed:
         return 1.0
-    return model_speed / other_speed
+    ratio = model_speed / other_speed
+    return 1.0 if abs(ratio - 1.0) < SPEED_NOISE else ratio
 
 
 # ------------------------------------------------------------------ load-dependent demand
@@ -131,6 +137,10 @@ def load_adjustment(m: Measurements, links: list[str], cores: float, ceiling: fl
                 continue
             at = curve.at(ceiling)
             out.curves[k.mix] = curve
+            if k.cpu_ms_at_ceiling and k.ceiling == ceiling:
+                # measured there (interpolated between the two steps around it): the curve only fills gaps
+                at = DemandAt(ceiling, k.cpu_ms_at_ceiling, at.rel_error if not at.extrapolated else EXTRAPOLATION_FLOOR,
+                              False, curve.u_max)
             pushed = any((st.utilization or 0.0) >= SATURATED for st in k.steps)
             sat = (max(st.good_rps for st in k.steps) / k.node_cores / ratio) if pushed and k.node_cores else None
             out.anchors[k.mix] = Anchor(k.mix, at.cpu_ms / 1000.0 * ratio, at.rel_error, knee_rates(k),
@@ -350,9 +360,12 @@ def validate_knee(plan: Plan, m: Measurements, knee: KneeSearch, *, model_speed:
         return out
     scaled = fit.model_copy(update={
         "cpu_s_per_request": {l: {s: v * ratio for s, v in d.items()} for l, d in fit.cpu_s_per_request.items()}})
-    if abs(ratio - 1) > 0.02:
+    if ratio != 1.0:
         out.notes.append(f"demand converted in speed units: the knee's machine did {1 / ratio:.3f}× the model's work "
                          "per CPU-second")
+    elif model_speed and knee.speed_units_per_cpu_s:
+        out.notes.append(f"speed references {model_speed:,.0f} (model) and {knee.speed_units_per_cpu_s:,.0f} (knee) "
+                         f"differ by less than {SPEED_NOISE:.0%}, the reference's noise on one machine: not converted")
     ceiling = knee.ceiling
     for k in knee.mixes:
         rates = _mix_rates(m, k)
@@ -386,10 +399,8 @@ def validate_knee(plan: Plan, m: Measurements, knee: KneeSearch, *, model_speed:
 
 
 def _mix_rates(m: Measurements, k: MixKnee) -> pd.Series:
-    """The mix's rates per link as the knee search measured them (set-up traffic included); for a search
-    that did not record its other links, the rehearsal's phase of that name."""
-    if not any(s.other_link_rps for s in k.steps) and k.mix in m.phase_rps.index:
-        return m.phase_rps.loc[k.mix].astype(float)
+    """The mix's rates per link as the knee search measured them (its other links, set-up traffic, included):
+    the rehearsal's phase of that name also carried its ramp's set-up and the next phase's overlap."""
     return knee_rates(k)
 
 

@@ -104,6 +104,7 @@ def test_an_operating_point_prices_the_mixs_other_links_and_converts_speed():
     assert p.rps_per_node_at_saturation == pytest.approx(0.25 / 0.4e-3)
     # a knee machine twice as fast does the same work in half the CPU-seconds
     assert speed_ratio(50_000.0, 100_000.0) == 0.5 and speed_ratio(None, 1.0) == 1.0
+    assert speed_ratio(100_000.0, 95_000.0) == 1.0  # within one machine's noise: not converted
 
 
 def _knee(cost_at_ceiling_ms: float) -> KneeSearch:
