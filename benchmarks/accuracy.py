@@ -70,12 +70,16 @@ def held_out(a: list[Path], k2: Path, out: Path, spec: Path | None, log: Path) -
 
 
 def measure(name: str, target_args: list[str], run_args: list[str], probe_args: list[str], spec: Path | None,
-            out: Path, lock: str | None, log: Path) -> list[dict]:
+            out: Path, lock: str | None, log: Path, replan: bool = False) -> list[dict]:
     spec_args = ["--spec", str(spec)] if spec else []
-    a = run_and_find(GALA + ["run", "--no-plan", "--quiet", *target_args, *run_args], out / f"runs-{name.split('@')[0].split()[0]}", lock, log)
-    knees = out / f"knees-{name.split('@')[0].split()[0]}"
-    k1 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], knees, lock, log)
-    k2 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], knees, lock, log)
+    short = name.split("@")[0].split()[0]
+    runs, knees = out / f"runs-{short}", out / f"knees-{short}"
+    if replan:  # plan again from the runs and searches already measured (the model changed, not the data)
+        (a,), (k1, k2) = sorted(runs.iterdir()), sorted(knees.iterdir())
+    else:
+        a = run_and_find(GALA + ["run", "--no-plan", "--quiet", *target_args, *run_args], runs, lock, log)
+        k1 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], knees, lock, log)
+        k2 = run_and_find(GALA + ["probe", "--quiet", *target_args, *probe_args, *spec_args], knees, lock, log)
     lin = held_out([a], k2, out / f"plan-{name}-linear", spec, log)
     ld = held_out([a, k1], k2, out / f"plan-{name}-load", spec, log)
     knee2 = json.loads((k2 / "knee.json").read_text())
@@ -116,6 +120,8 @@ def main() -> int:
     ap.add_argument("--only", choices=["builtin", "costed", "speed"])
     ap.add_argument("--knee-time", type=float, default=180.0, help="each built-in knee search's --max-time (s)")
     ap.add_argument("--growth", type=float, default=0.1, help="the costed target's --growth (default 0.1)")
+    ap.add_argument("--replan", action="store_true",
+                    help="measure nothing: plan again from the runs and knee searches already in --out")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="gala-accuracy-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +135,7 @@ def main() -> int:
         spec.write_text("identification: {max_relative_error: 1.0}\n")
         rows += measure("builtin@0.25", ["--target-cpu-limit", "0.25"],
                         ["--duration-scale", "0.5", "-u", "130"], ["--max-time", str(args.knee_time)], spec,
-                        out, args.lock, log)
+                        out, args.lock, log, args.replan)
     if args.only in (None, "costed"):
         scenario = out / "costed.yaml"
         sys.path.insert(0, str(REPO / "benchmarks"))
@@ -138,16 +144,17 @@ def main() -> int:
         scenario.write_text(scenario_yaml([("low", 10, 10), ("grab", 12, 20)]))
         spec = out / "costed-spec.yaml"
         spec.write_text(COSTED_SPEC)
-        target = Costed(args.growth)
+        target = None if args.replan else Costed(args.growth)
         try:
-            pid = str(target.proc.pid)
-            common = ["--scenario", str(scenario), "--host", target.url, "--target-pid", pid, "--target-cpu-limit", "0.5"]
+            common = [] if target is None else ["--scenario", str(scenario), "--host", target.url, "--target-pid",
+                                                str(target.proc.pid), "--target-cpu-limit", "0.5"]
             rows += measure(f"costed growth {args.growth:g}@0.5", common, [],
                             ["--phase", "grab", "--start-rps", "40", "--max-time", "75", "--step-s", "5", "--warm-s", "1.5"], spec,
-                            out, args.lock, log)
+                            out, args.lock, log, args.replan)
         finally:
-            target.close()
-    speed_rows = speed_units(out, args.lock, log) if args.only in (None, "speed") else []
+            if target is not None:
+                target.close()
+    speed_rows = speed_units(out, args.lock, log) if args.only in (None, "speed") and not args.replan else []
     (out / "accuracy.json").write_text(json.dumps({"knees": rows, "speed_units": speed_rows}, indent=2))
     print(textwrap.dedent(f"""\
         machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; load average
