@@ -425,12 +425,19 @@ def _p99(p: OperatingPoint, k: MixKnee, base: dict[str, float], plan: Plan, core
     measured = k.link_latency_ms_at_ceiling
     if not measured:
         return pred, "not validated: the knee search did not bracket the ceiling"
+    below = [l for l in pred if measured.get(l) and base.get(l) and measured[l] < base[l]]
+    if below:
+        l = below[0]
+        return pred, (f"not validated: {l}'s measured p99 at the ceiling ({measured[l]:.1f} ms) is below the low-load "
+                      f"p99 the model adds its queue to ({base[l]:.1f} ms, from the rehearsal): the rehearsal's host "
+                      "jitter, not the node's queue, set that base")
     if cores < 1:
         stall = (1 - cores) * QUOTA_PERIOD_MS
         if stall > 0.5 * max(pred.values()):
-            return pred, (f"not validated: on a node emulated by a CPU quota ({cores:g} core, {QUOTA_PERIOD_MS:.0f} ms "
-                          f"periods) a request can wait up to {stall:.0f} ms for the next period, comparable to the "
-                          "predicted p99: the quota's timing, not the node's queue, sets it")
+            return pred, (f"not validated: a node emulated by a CPU quota ({cores:g} core) runs at a full core's "
+                          f"speed for {cores * QUOTA_PERIOD_MS:.0f} ms of each {QUOTA_PERIOD_MS:.0f} ms period and "
+                          f"not at all for up to {stall:.0f} ms, comparable to the predicted p99: an M/M/1 queue of a "
+                          f"{cores:g}-speed server does not describe its latency (measure p99 on whole cores)")
     ok = all(abs(pred[l] / measured[l] - 1) <= P99_TOLERANCE for l in pred if measured.get(l))
     return pred, "validated" if ok else "failed"
 
