@@ -2,7 +2,7 @@
 reaches a 70% CPU ceiling at 0.7 x 0.5 / 0.004 = 87.5 req/s; the search must find it within 10%,
 each step a results folder. Its saturation is near 0.5 / 0.004 = 125 req/s, less the server's own
 work, which grows with contention (its threads convoy on the GIL under the quota): measured 99-107,
-so that one is only held below the limit."""
+so no step may carry more than the limit. Three steps, under 30 s."""
 
 from __future__ import annotations
 
@@ -37,10 +37,8 @@ def test_the_knee_of_a_target_of_known_cost_is_found_within_ten_percent(tmp_path
     assert mix["mix"] == "grab" and knee["node_cores"] == LIMIT and len(mix["steps"]) >= 3
     steps = {s["run_id"] for s in mix["steps"]}
     assert steps == {p.name for p in (folder / "steps").iterdir()}  # each step is a results folder
-    # saturated: the node's CPU full and the rate below limit / cost (the server's own work, up to a
-    # quarter more per request under contention, measured 99-107 req/s)
-    top = max(mix["steps"], key=lambda s: s["good_rps"])
-    assert top["utilization"] > 0.9 and 0.7 * KNEE < top["good_rps"] < 1.05 * KNEE, top
+    # no step carried more than limit / cost (the server's own work makes saturation 99-107 req/s here)
+    assert all(s["good_rps"] < 1.05 * KNEE for s in mix["steps"]), mix["steps"]
     assert mix["rps_at_ceiling"] is not None
     assert abs(mix["rps_at_ceiling"] - 0.7 * KNEE) / (0.7 * KNEE) < 0.10, (mix["rps_at_ceiling"], proc.stdout)
     # the CPU per request it measured is the cost burnt (plus the server's own small overhead)
