@@ -27,7 +27,7 @@ from gala.contract.results import Run
 MAX_ERROR_RATIO = 0.01  # a step failing more than 1% of a link's requests broke that link
 COLLAPSED = 0.9         # a saturated step that carried less than this share of its offered rate collapsed
 CURVE_REACH = 0.15      # read the ceiling on the curve only from steps within this of it
-NEAR = 0.3              # from this utilization on, the climb takes smaller strides
+NEAR = 0.45             # from this utilization on, the climb takes smaller strides
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,12 @@ def _collapsed(step: KneeStep, cfg: KneeConfig) -> bool:
     return step.achieved_ratio < COLLAPSED and (step.utilization or 0.0) >= cfg.saturated_utilization
 
 
+def _broken(step: KneeStep, cfg: KneeConfig) -> bool:
+    """Past the edge: a link over its budget, or the node no longer carrying what was offered (however
+    lax the budget, a collapsed step is beyond the knee)."""
+    return bool(step.broken_links) or _collapsed(step, cfg)
+
+
 def _over(step: KneeStep, cfg: KneeConfig) -> bool:
     return step.utilization is not None and step.utilization >= cfg.ceiling
 
@@ -116,9 +122,9 @@ def next_rate(steps: list[KneeStep], cfg: KneeConfig) -> tuple[float | None, Sto
     if generator_saturated(last, cfg):
         return None, "generator"
     if len(steps) >= cfg.max_steps:
-        return None, "budget" if any(s.broken_links for s in steps) else "max-rate"
-    ok = sorted((s for s in steps if not s.broken_links), key=lambda s: s.intended_rps)
-    bad = sorted((s for s in steps if s.broken_links), key=lambda s: s.intended_rps)
+        return None, "budget" if any(_broken(s, cfg) for s in steps) else "max-rate"
+    ok = sorted((s for s in steps if not _broken(s, cfg)), key=lambda s: s.intended_rps)
+    bad = sorted((s for s in steps if _broken(s, cfg)), key=lambda s: s.intended_rps)
     if not ok:  # the first rates already broke a budget: come down (at most three times)
         return (bad[0].intended_rps / 3.0, None) if len(steps) < 3 else (None, "budget")
     top = ok[-1]
@@ -205,13 +211,13 @@ def summarize(mix: str, fractions: dict[str, float], steps: list[KneeStep], cfg:
         notes.append(f"CPU never reached the {cfg.ceiling:.0%} ceiling (highest {known[-1].utilization:.0%})")
     elif above:
         notes.append(f"every step was past the {cfg.ceiling:.0%} ceiling (lowest {above[0].utilization:.0%})")
-    ok = [s for s in steps if not s.broken_links]
+    ok = [s for s in steps if not _broken(s, cfg)]
     if ok:
         best = max(ok, key=lambda s: s.good_rps)
         out.rps_at_budget = best.good_rps
         out.link_rps_at_budget = {l: best.link_rps.get(l, 0.0) * (1 - best.link_error_ratio.get(l, 0.0))
                                   for l in fractions}
-        out.budget_lower_bound = not any(s.broken_links for s in steps)
+        out.budget_lower_bound = not any(_broken(s, cfg) for s in steps)
         if out.budget_lower_bound:
             notes.append("no step broke a budget: the rate within budget is a lower bound")
     else:

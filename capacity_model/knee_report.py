@@ -44,7 +44,9 @@ def mix_table(k: MixKnee) -> list[str]:
             str(s.index), _f(s.intended_rps), _f(s.achieved_rps), _f(s.target_cpu_cores, ".3f"),
             _f(s.utilization, ".0%"), _f(s.cpu_ms_per_request, ".3f"),
             *[_f(s.link_latency_ms.get(l)) for l in links], _f(s.generator_cpu_percent),
-            ("broken: " + ", ".join(s.broken_links)) if s.broken_links else "within",
+            ("broken: " + ", ".join(s.broken_links)) if s.broken_links else
+            ("collapsed: carried < 90% of offered" if s.achieved_ratio < 0.9 and (s.utilization or 0) >= 0.93
+             else "within"),
         ]) + " |")
     return rows
 

@@ -80,12 +80,15 @@ def scale_out(sizes, rps, cores: float, measured_at: float | None = None) -> Sca
 
 
 def knee_points(searches: list[KneeSearch], mix: str | None = None) -> tuple[list[float], list[float]]:
-    """(node size, req/s at the ceiling) from knee searches: per search, the mix named (or each mix
-    whose ceiling was bracketed, summed over the mixes' shares: their mean)."""
+    """(node size, req/s at the ceiling) from knee searches: per search, the mix named, else the mean over the
+    mixes every search measured at the ceiling (like with like across sizes)."""
+    bracketed = [{k.mix for k in s.mixes if k.rps_at_ceiling} for s in searches]
+    common = set.intersection(*bracketed) if bracketed else set()
     sizes, rps = [], []
     for s in searches:
         size = s.node_cores or float(s.target_processes)
-        vals = [k.rps_at_ceiling for k in s.mixes if k.rps_at_ceiling and (mix is None or k.mix == mix)]
+        vals = [k.rps_at_ceiling for k in s.mixes if k.rps_at_ceiling
+                and (k.mix == mix if mix is not None else (not common or k.mix in common))]
         if vals:
             sizes.append(float(size))
             rps.append(float(np.mean(vals)))
