@@ -128,7 +128,8 @@ def load_adjustment(m: Measurements, links: list[str], cores: float, ceiling: fl
     """Demand at the ceiling (see the module's docstring)."""
     out = LoadAdjust()
     util = phase_utilization(m, cores)
-    for search in knees:
+    # several node sizes: the largest node's anchors win (nearest the night's); the USL over sizes is scaleout's
+    for search in sorted(knees, key=lambda k: k.node_cores or float(k.target_processes)):
         ratio = speed_ratio(search.speed_units_per_cpu_s, model_speed)  # knee CPU-s -> model CPU-s
         for k in search.mixes:
             try:
