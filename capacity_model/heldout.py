@@ -7,9 +7,12 @@ the phase carried, set-up traffic included, priced at its demand D_l summed over
 node of C cores carries X = (u·C − U0) / d_p at utilization u (U0: the target's idle cores).
 
 Demands are measured at the rehearsal's load (often 15–30% of a core). `load_adjustment` moves
-them to the ceiling: with a knee search, by the ratio of its fitted curve d(u) at the ceiling and
-at the rehearsal's utilization (`capacity_model.loaddemand`); without one, unchanged but with an
-error band that grows with the distance to the ceiling, and a note that says so.
+them to the ceiling: with a knee search, each link's demand is scaled so that the mix it weighs
+most in costs what the search measured at the ceiling (interpolated between its steps, or read on
+its fitted curve d(u), `capacity_model.loaddemand`); the rehearsal's fit keeps only the split
+between links (NNLS over time windows measures a marginal cost, not the average at one load).
+Without one, demands stay as measured, with an error band that grows with the distance to the
+ceiling, and a note that says so.
 
 Speed units: demand times the measuring machine's speed reference (work units per CPU-second,
 run.json `machine.speed_ref_*`) is work per request, the same on any machine; another machine's CPU
