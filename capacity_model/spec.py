@@ -19,8 +19,9 @@ DEFAULT_SPEC = Path(__file__).resolve().parent / "specs" / "gala-2016.yaml"
 def parse_spec(text: str, origin: str = "<spec>") -> CapacitySpec:
     """Validate a spec given as YAML text; `origin` names it in errors."""
     data, lines = parse_marked(text, origin)
-    if data is None:
-        data = {}
+    if data is None:  # an empty file is a mistake (a wrong path, a truncated copy), not "all defaults"
+        raise InputError(f"{origin}:1: (top level): the file is empty; expected a mapping of spec fields "
+                         "(see capacity_model/specs/gala-2016.yaml; write `{}` for every default)")
     if not isinstance(data, dict):
         raise InputError(f"{origin}:{lines.get((), 1)}: expected a mapping of spec fields, got {type(data).__name__}")
     spec = validate_marked(CapacitySpec, data, lines, origin)
@@ -41,7 +42,7 @@ def spec_findings(spec: CapacitySpec, links: list[str], critical_links: list[str
     """Hold a spec against a scenario before any load: (faults that would stop the plan, notes).
 
     Faults: planned `links` or `grab_only.phases` the scenario does not have (the plan would refuse
-    them after the run). Notes: budgets and priorities for links the scenario lacks (unused), and
+    them after the run), and a `grab_only.link` it does not have, written in a spec other than the default. Notes: budgets and priorities for links the scenario lacks (unused), and
     planned links without a latency budget (sized on utilization alone).
     """
     faults, notes = [], []
@@ -62,7 +63,11 @@ def spec_findings(spec: CapacitySpec, links: list[str], critical_links: list[str
     if no_budget:
         notes.append(f"{spec.where('latency_budgets')}: no latency budget for {', '.join(no_budget)}: sized on "
                      "the utilization ceiling alone")
-    if spec.grab_only.link not in links and not spec.grab_only.declared:
+    written = "link" in spec.grab_only.model_fields_set and spec._origin != str(DEFAULT_SPEC)
+    if written and spec.grab_only.link not in links:
+        # written in a spec of one's own, so meant: a what-if about a link the scenario lacks cannot be made
+        faults.append(f"{spec.where('grab_only', 'link')}: unknown link {spec.grab_only.link!r}; expected one of {known}")
+    elif spec.grab_only.link not in links and not spec.grab_only.declared:
         notes.append(f"{spec.where('grab_only', 'link')}: the scenario has no {spec.grab_only.link!r} link; "
                      "the what-if plans the first planned link alone instead")
     return faults, notes

@@ -82,7 +82,7 @@ def test_every_field_fault_at_once_with_its_line(tmp_path):
     assert sorted(faults) == sorted([
         f"{path}:5: users.U.rate_per_s: expected a number, got 'fast'",
         f"{path}:5: users.U.pacing: expected 'poisson', 'jittered', 'burst' or 'none', got 'sometimes'",
-        f"{path}:8: phases[1].duration_s: expected a number > 0, got -1",
+        f"{path}:8: phases[1].duration_s: expected a number >= 0.1, got -1",
         f"{path}:8: phases[1].colour: unknown field; check its spelling (expected one of: name, duration_s, "
         "start_s, users, spawn_rate, arrival_rps)",
     ]), proc.stderr
@@ -120,7 +120,10 @@ def test_a_spec_naming_what_the_scenario_lacks(tmp_path):
     line = next(i for i, l in enumerate(spec.read_text().splitlines(), 1) if l.startswith("links:"))
     proc = gala("check", str(write(tmp_path, GOOD)), "--spec", str(spec), timeout_s=60)
     assert proc.returncode == 2
-    assert faults_of(proc) == [f"{spec}:{line}: links.1: unknown link 'zzz'; expected one of a, b"]
+    # a copy of the default spec names grab in its what-if: written there, so refused too
+    what_if = next(i for i, l in enumerate(spec.read_text().splitlines(), 1) if l.strip().startswith("link: grab"))
+    assert faults_of(proc) == [f"{spec}:{line}: links.1: unknown link 'zzz'; expected one of a, b",
+                               f"{spec}:{what_if}: grab_only.link: unknown link 'grab'; expected one of a, b"]
 
 
 def test_gala_run_refuses_the_same_faults_before_starting_anything(tmp_path):

@@ -3,12 +3,16 @@ injected chat latency breaks exactly the chat budgets, a baseline finds that reg
 between two clean runs, and `gala run --abort-on-fail` stops a clearly broken run. `gala diff` on the
 same runs finds the slowed chat beyond noise; the gate's Markdown summary for a CI page.
 
-Why the baseline runs are made at the same time: on this shared 2-core machine, a clean run's
-percentiles move by up to ~7x from one minute to the next (measured: the median second's grab p95 34 ms
-in one run, 240 ms in the next), which is the machine, not run-to-run noise a run can see in itself.
-Two clean runs and the slowed one run side by side, so they share the machine's load and the
-comparison is of runs, as it is on a CI runner of its own. Four real runs in all, besides the
-session's `short_run`: three at once (~30 s) and the abort run (~20 s).
+Nothing here holds a real run to a ceiling tuned to how fast this machine is today: the default budgets
+(feb1.budgets.yaml) are derived from clean runs with a core kept busy and keep >= 3x of room on their
+tails, and every fault is injected at least 10x above the noise it must stand out from (400 ms of chat
+latency against a clean chat p95 of 3-15 ms, p99 under 60 ms, with one core busy). Why the baseline runs
+are made at the same time: on a shared machine a clean run's percentiles move several-fold from one
+minute to the next, which no run can see in itself; side by side, the runs share the machine's load.
+They run at `-u 100` (a fifth of the default users) so that three at once do not saturate 2 cores, and
+the baseline is compared with an allowed regression of 100% (2x): two clean runs stay within it, the
+25x slower chat does not. Four real runs in all, besides the session's `short_run`: three at once (~30 s)
+and the abort run (~20 s). These tests pass with one core kept busy by another process (docs/gate.md).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from conftest import REPO, gala
 
 BUDGETS = REPO / "loadtests" / "scenarios" / "feb1.budgets.yaml"
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"
-CHAT_LATENCY_MS = 1500  # over every chat ceiling in feb1.budgets.yaml (chat-phase p50 100, p95 1000, p99 1400)
+CHAT_LATENCY_MS = 400  # over every chat ceiling in feb1.budgets.yaml (p50 51, p95 75, p99 220); 25x a clean chat p95
+SIDE_BY_SIDE_USERS = "100"  # users at the busiest moment of each side-by-side run (the default scenario runs 510)
+ALLOWED_REGRESSION = "1.0"  # 2x: beyond the spread of two clean runs made together, far below the injected 25x
 RUN_TIMEOUT_S = 240
 
 
@@ -43,8 +49,8 @@ def side_by_side(tmp_path_factory) -> dict[str, tuple[Path, str]]:
              "slow_chat": ["--inject", f"chat:latency={CHAT_LATENCY_MS}", "--budgets", str(BUDGETS)]}
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "gala", "run", "--duration-scale", "0.2", "--no-plan", "--quiet",
-             "--out", str(root / name), *args],
+            [sys.executable, "-m", "gala", "run", "--duration-scale", "0.2", "-u", SIDE_BY_SIDE_USERS,
+             "--no-plan", "--quiet", "--out", str(root / name), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         for name, args in extra.items()
@@ -83,7 +89,7 @@ def test_default_budgets_pass_a_clean_run(short_run, tmp_path):
     xmlschema.XMLSchema(str(XSD)).validate(str(tmp_path / "junit.xml"))
 
 
-def test_default_budgets_pass_clean_runs_on_a_busier_machine(side_by_side, tmp_path):
+def test_default_budgets_pass_clean_runs_made_side_by_side(side_by_side, tmp_path):
     for name in ("clean_a", "clean_b"):
         proc, doc = gate(side_by_side[name][0], tmp_path)
         assert proc.returncode == 0 and doc["passed"], proc.stdout
@@ -105,27 +111,27 @@ def test_gala_run_with_budgets_gates_its_own_run(side_by_side):
     folder, stdout = side_by_side["slow_chat"]
     doc = json.loads((folder / "gate" / "gate.json").read_text())
     assert doc["exit_code"] == 99 and {r["link"] for r in doc["results"] if not r["passed"]} == {"chat"}
-    assert "FAIL:" in stdout and "chat [chat] p(50) < 100 ms" in stdout
+    assert "FAIL:" in stdout and "chat p(50) <= 51 ms" in stdout.split("FAIL:")[1]
     xmlschema.XMLSchema(str(XSD)).validate(str(folder / "gate" / "junit.xml"))
 
 
 def test_baseline_finds_no_regression_between_two_clean_runs(side_by_side, tmp_path):
     a, b = side_by_side["clean_a"][0], side_by_side["clean_b"][0]
     for run, base in ((a, b), (b, a)):
-        proc, doc = gate(run, tmp_path, "--baseline", str(base))
+        proc, doc = gate(run, tmp_path, "--baseline", str(base), "--allowed-regression", ALLOWED_REGRESSION)
         compared = [r for r in doc["results"] if r["kind"] == "baseline"]
-        assert len(compared) == 8  # grab, share, chat, chat [chat] x p95, p99
+        assert len(compared) == 6  # grab, share, chat x p95, p99
         assert not [r for r in compared if r["status"] == "regressed"], proc.stdout
         assert proc.returncode == 0
 
 
 def test_baseline_finds_the_injected_chat_latency(side_by_side, tmp_path):
     slow, clean = side_by_side["slow_chat"][0], side_by_side["clean_a"][0]
-    proc, doc = gate(slow, tmp_path, "--baseline", str(clean))
+    proc, doc = gate(slow, tmp_path, "--baseline", str(clean), "--allowed-regression", ALLOWED_REGRESSION)
     regressed = {r["name"] for r in doc["results"] if r["status"] == "regressed"}
-    assert regressed == {f"{s} median per-second p{q}, against baseline" for s in ("chat", "chat [chat]") for q in (95, 99)}, proc.stdout
+    assert regressed == {f"chat median per-second p{q}, against baseline" for q in (95, 99)}, proc.stdout
     # and the other way round, the same lines are improvements, and nothing breaks
-    proc, doc = gate(clean, tmp_path, "--baseline", str(slow))
+    proc, doc = gate(clean, tmp_path, "--baseline", str(slow), "--allowed-regression", ALLOWED_REGRESSION)
     assert {r["name"] for r in doc["results"] if r["status"] == "improved"} == regressed, proc.stdout
     assert proc.returncode == 0
 
@@ -159,7 +165,8 @@ def test_gate_writes_a_markdown_summary_for_the_ci_page(short_run, tmp_path):
     assert len(rows) == len([l for l in proc.stdout.splitlines() if l.rstrip().endswith(("pass", "improved"))])
     # baseline rows name their figure plainly, never as the run's p(95)
     assert "| ✅ pass | chat median per-second p95, against baseline | " in summary
-    assert "| ✅ pass | chat p(95) <= 1000 ms | " in summary and f"{BUDGETS}:25" in summary
+    line = next(i for i, l in enumerate(BUDGETS.read_text().splitlines(), 1) if l.strip().startswith("p95_ms: 75"))
+    assert "| ✅ pass | chat p(95) <= 75 ms | " in summary and f"{BUDGETS}:{line}" in summary
 
 
 def test_diff_finds_the_injected_chat_latency_beyond_noise(side_by_side, tmp_path):
@@ -170,7 +177,7 @@ def test_diff_finds_the_injected_chat_latency_beyond_noise(side_by_side, tmp_pat
     proc = gala("diff", str(clean), str(slow), "--out", str(tmp_path / "d"), timeout_s=120)
     assert proc.returncode == 0, proc.stderr
     lat = diff_runs(load_run(clean), load_run(slow)).latency.set_index(["phase", "link"])
-    for key in (("chat", "chat"), ("_all", "chat")):
+    for key in (("chat", "chat"), ("_all", "chat")):  # the chat phase, and the whole run
         row = lat.loc[key]
         assert row["verdict"] == VERDICT["regressed"] and row["change"] > 1.0, row
         assert row["median per-second p95 B"] >= CHAT_LATENCY_MS * 0.9 and row["p95 B"] >= CHAT_LATENCY_MS * 0.9

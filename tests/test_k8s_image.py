@@ -37,7 +37,9 @@ def test_dockerfile_installs_at_build_time_and_runs_as_the_pods_numeric_user():
             assert "pip" not in " ".join(c.get("command", []) + c.get("args", []))
     # The workers' locustfile path is the one the image links.
     worker = next(pod for name, pod in pod_templates(load_base()) if name == "Job/gala-worker")
-    assert "/opt/gala/locustfile.py" in worker["containers"][0]["args"] and "/opt/gala/locustfile.py" in DOCKERFILE
+    env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
+    assert "$(GALA_LOCUSTFILE)" in worker["containers"][0]["args"]
+    assert env["GALA_LOCUSTFILE"] == "/opt/gala/locustfile.py" and "/opt/gala/locustfile.py" in DOCKERFILE
 
 
 def test_dockerignore_keeps_the_context_small():

@@ -122,7 +122,7 @@ def test_external_target_dying_mid_run_is_recorded(tmp_path, shop_server):
     run = start_run(tmp_path / "out", "--scenario", str(scenario), "--host", url, "--target-pid", str(pid), "--quiet")
     code, _ = run.signal_when(lambda: (run.live() or {}).get("t_s", 0) >= 2, "2 s of load", lambda: pid,
                               signal.SIGKILL)
-    assert code == 0, run.output()
+    assert code == 1, run.output()  # the target died: the run failed (docs/exit-codes.md)
     r = load_run(run.run_dir())
     assert r.info.status == "degraded"
     assert [(e.what, e.detail) for e in r.info.degraded] == [("target-exited", f"--target-pid {pid} is gone")]

@@ -96,7 +96,7 @@ def test_arrival_rate_step_sets_user_pace(tmp_path):
 
 @pytest.mark.parametrize("old,new,line,expected", [
     ("    duration_s: 10\n    users: {U: 5}\n  - name: two", "    duration_s: 0\n    users: {U: 5}\n  - name: two",
-     15, "phases[0].duration_s: expected a number > 0, got 0"),
+     15, "phases[0].duration_s: expected a number >= 0.1, got 0"),
     ("    users: {U: 5}\n  - name: two", "    users: {V: 5}\n  - name: two", 16,
      "phases[0].users.V: unknown user 'V'; expected one of: U"),
     ("{path: /y, link: b}", "{path: /y, link: c}", 11, "users.U.requests[1].link: unknown link 'c'; expected one of: a, b"),
@@ -109,7 +109,7 @@ def test_arrival_rate_step_sets_user_pace(tmp_path):
     ("    rate_per_s: 2", "    rate_per_s: 2\n    class_path: a.b:C", 8,
      "users.U: expected exactly one of class_path (a Python user class) or requests (a list)"),
     ("links:\n  a: {}\n  b: {critical: false}\n", "", 1, "links: missing; expected this field"),
-    ("    start_s: 5", "    start_s: [5", 19, "not valid YAML (expected ',' or ']', but got ':'; while parsing a flow sequence from line 18)"),
+    ("    start_s: 5", "    start_s: [5", 19, "expected ',' or ']'"),  # libyaml's wording or PyYAML's
 ])
 def test_errors_name_file_line_and_field(tmp_path, old, new, line, expected):
     assert old in GOOD

@@ -4,17 +4,28 @@ where every figure comes from. `capacity_model.spec` reads the YAML into it."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from capacity_model.contracts.base import Source, _Result, _Spec
 from gala.contract.errors import InputError
 
+# Ranges (docs/capacity-model.md, "Ranges"): every float finite; every count small enough that a plan
+# cannot overflow or ask for more memory than a machine has. The night's figures sit far inside them.
+MAX_PEAK_PER_MIN = 1e13        # 565x the gala's 17.7e9 per minute (~1.7e11 requests/s)
+MAX_NODES = 10_000_000         # node budget, N+k spares
+MAX_DRAWS = 20_000             # Monte Carlo draws (1,000 is the default; 20,000 plan in ~1 s, +30 MB)
+MAX_ZONES = 100
+MAX_SEED = 2**32 - 1           # numpy's legacy seeds are 32-bit
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
 class PeakSpec(_Spec):
     """The night's peak demand, all links together."""
 
-    requests_per_min: float = Field(17.7e9, gt=0)  # seed: 177亿次/分钟
+    requests_per_min: float = Field(17.7e9, gt=0, le=MAX_PEAK_PER_MIN, allow_inf_nan=False)  # seed: 177亿次/分钟
 
     @property
     def rate_per_s(self) -> float:
@@ -33,7 +44,7 @@ class MixSpec(_Spec):
     """
 
     source: Literal["measured", "declared"] = "measured"
-    phases: dict[str, dict[str, float]] | None = None
+    phases: dict[str, dict[str, Fraction]] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "MixSpec":
@@ -55,8 +66,8 @@ class MixSpec(_Spec):
 class NodeSpec(_Spec):
     """The shape of one node on the night, relative to the machine that measured the run."""
 
-    cores: int = Field(32, gt=0)  # assumed: the account gives no server shape
-    speed_vs_measured: float = Field(1.0, gt=0)  # 2.0 = a core does a request in half the CPU-seconds
+    cores: int = Field(32, gt=0, le=4096)  # assumed: the account gives no server shape
+    speed_vs_measured: float = Field(1.0, ge=0.001, le=1000, allow_inf_nan=False)  # 2.0 = a core does a request in half the CPU-seconds
     # per-node: a balancer spreads a link's requests evenly; each node queues on its own cores (M/M/cores).
     # pooled: one queue over every core of the pool (M/M/(nodes*cores)), an optimistic bound.
     queue: Literal["per-node", "pooled"] = "per-node"
@@ -65,8 +76,8 @@ class NodeSpec(_Spec):
 class LatencyBudget(_Spec):
     """A link's latency budget: the `percentile` (in percent, e.g. 99) must stay within `latency_ms`."""
 
-    percentile: float = Field(gt=0, lt=100)
-    latency_ms: float = Field(gt=0)
+    percentile: float = Field(gt=0, lt=100, allow_inf_nan=False)
+    latency_ms: float = Field(gt=0, le=3_600_000, allow_inf_nan=False)  # at most an hour
 
     @property
     def quantile(self) -> float:
@@ -78,8 +89,8 @@ class RedundancySpec(_Spec):
     zones, and with `survive_zone_loss` the other Z-1 zones alone must carry the peak
     (nodes per zone = ceil(n / (Z-1)), total = Z * that)."""
 
-    n_plus: int = Field(0, ge=0)
-    zones: int = Field(1, ge=1)
+    n_plus: int = Field(0, ge=0, le=MAX_NODES)
+    zones: int = Field(1, ge=1, le=MAX_ZONES)
     survive_zone_loss: bool = False
 
     @model_validator(mode="after")
@@ -94,11 +105,13 @@ class RedundancySpec(_Spec):
 class UncertaintySpec(_Spec):
     """Monte Carlo over the fitted demands (their standard errors), the peak and declared link intervals."""
 
-    draws: int = Field(1000, ge=0)  # 0: no Monte Carlo
-    peak_cv: float = Field(0.1, ge=0)  # assumed: coefficient of variation of the peak (lognormal)
+    draws: int = Field(1000, ge=0, le=MAX_DRAWS)  # 0: no Monte Carlo
+    peak_cv: float = Field(0.1, ge=0, le=10, allow_inf_nan=False)  # assumed: coefficient of variation of the peak (lognormal)
     # link -> [low, high]: that link's peak rate is multiplied by a factor drawn uniformly in it.
-    link_rate_intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    seed: int = 2016
+    link_rate_intervals: dict[str, tuple[Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)],
+                                         Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]]] = Field(
+        default_factory=dict)
+    seed: int = Field(2016, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _check(self) -> "UncertaintySpec":
@@ -123,7 +136,7 @@ class GrabOnlySpec(_Spec):
 
     link: str = "grab"
     phases: list[str] | None = None
-    declared: dict[str, float] | None = None
+    declared: dict[str, Fraction] | None = None
 
 
 # Seed and assumption notes for the defaults; `CapacitySpec.assumptions()` reports them.
@@ -145,10 +158,10 @@ class CapacitySpec(_Spec):
     peak: PeakSpec = Field(default_factory=PeakSpec)
     mix: MixSpec = Field(default_factory=MixSpec)
     node: NodeSpec = Field(default_factory=NodeSpec)
-    utilization_ceiling: float = Field(0.7, gt=0, le=1)
+    utilization_ceiling: float = Field(0.7, gt=0, le=1, allow_inf_nan=False)
     latency_budgets: dict[str, LatencyBudget] = Field(default_factory=dict)
     redundancy: RedundancySpec = Field(default_factory=RedundancySpec)
-    node_budget: int = Field(10_000, gt=0)
+    node_budget: int = Field(10_000, gt=0, le=MAX_NODES)
     # link -> the services (CPU-measured processes) it passes through; None: those with a fitted demand.
     services: dict[str, list[str]] | None = None
     uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
@@ -157,7 +170,7 @@ class CapacitySpec(_Spec):
     # which links to plan; None: the run's critical links.
     links: list[str] | None = None
     # link -> weight of its relative shortfall when the budget cannot cover every link (default 1).
-    priorities: dict[str, float] = Field(default_factory=dict)
+    priorities: dict[str, Weight] = Field(default_factory=dict)
     # field path -> where its figure comes from, overriding the defaults' notes.
     sources: dict[str, Source] = Field(default_factory=dict)
 

@@ -19,6 +19,9 @@ budgets file (YAML), per link and optionally per phase:
   baseline: {allowed_regression: 0.1, metrics: [p95_ms, p99_ms], noise_z: 3}
 
 default budgets for the built-in target: loadtests/scenarios/feb1.budgets.yaml
+
+budgets from clean runs (printed, YAML; docs/gate.md explains the noise model):
+  gala gate --suggest results/<clean-run> [results/<another-clean-run> ...] [--headroom 3] > my.budgets.yaml
 """
 
 
@@ -39,8 +42,16 @@ def register(sub) -> None:
                     "print a table (budget, measured, margin, result) and write JUnit XML and JSON for pipelines.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a finished run's folder, results/<run-id>")
-    p.add_argument("--budgets", required=True, metavar="FILE", help="the budgets file (YAML)")
+    p.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR",
+                   help="a finished run's folder, results/<run-id> (with --suggest: one or more clean runs)")
+    p.add_argument("--budgets", metavar="FILE", help="the budgets file (YAML); required unless --suggest")
+    p.add_argument("--suggest", action="store_true",
+                   help="print a budgets file derived from clean runs: the worst run's p50/p95/p99 per critical "
+                        "link x --headroom (at least + --floor-ms), rounded up")
+    p.add_argument("--headroom", type=float, default=3.0, metavar="X",
+                   help="with --suggest: ceilings are the worst clean run x X (default: %(default)s)")
+    p.add_argument("--floor-ms", type=float, default=25.0, metavar="MS",
+                   help="with --suggest: and at least the worst clean run + MS (default: %(default)s)")
     p.add_argument("--baseline", metavar="RESULTS_DIR",
                    help="an earlier run of the same scenario: percentiles worse than it beyond noise fail")
     p.add_argument("--allowed-regression", type=_ratio, metavar="RATIO",
@@ -55,9 +66,22 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from gala.contract.errors import InputError
+
+    if args.suggest:
+        from gala.contract.results import load_run
+        from gala.gate.suggest import suggest_budgets
+
+        print(suggest_budgets([load_run(d) for d in args.results_dirs], args.headroom, args.floor_ms), end="")
+        return int(ExitCode.OK)
+    if args.budgets is None:
+        raise InputError("--budgets FILE: required (or --suggest to derive budgets from clean runs)")
+    if len(args.results_dirs) != 1:
+        raise InputError(f"RESULTS_DIR: expected one run to gate, got {len(args.results_dirs)} "
+                         "(several only with --suggest)")
     from gala.gate.verdict import gate_run  # lazily: pandas stays out of `gala --help`
 
-    outcome = gate_run(args.results_dir, args.budgets, baseline_dir=args.baseline, junit_path=args.junit,
+    outcome = gate_run(args.results_dirs[0], args.budgets, baseline_dir=args.baseline, junit_path=args.junit,
                        json_path=args.json, out_dir=args.out, allowed_regression=args.allowed_regression,
                        summary_path=args.summary)
     print(outcome.table)

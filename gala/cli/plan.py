@@ -49,6 +49,8 @@ def _run(args) -> int:
     def progress(line: str) -> None:
         print(f"gala plan: {line}", file=sys.stderr, flush=True)
 
+    if args.spec is not None:
+        _check_spec(args.spec, args.results_dirs)
     outcome = plan_run(args.results_dirs, spec_path=args.spec, out_dir=args.out, progress=progress,
                        validate_dir=args.validate, from_allocation=args.from_allocation)
     for warning in outcome.warnings:
@@ -61,3 +63,18 @@ def _run(args) -> int:
         print(f"validation: {outcome.out_dir / 'validation.md'}")
     print(f"report: {outcome.report_path}")
     return outcome.exit_code
+
+
+def _check_spec(spec_path: Path, results_dirs: list[Path]) -> None:
+    """A spec naming links or phases no run has is bad input before any planning (as `gala check` says)."""
+    from capacity_model.spec import load_spec, spec_findings
+    from gala.contract.errors import InputError
+    from gala.contract.results import load_run_info
+
+    infos = [load_run_info(d) for d in results_dirs]
+    links = list(dict.fromkeys(link for i in infos for link in i.links))
+    critical = list(dict.fromkeys(link for i in infos for link in i.critical_links))
+    phases = list(dict.fromkeys(p.name for i in infos for p in i.phases))
+    faults, _ = spec_findings(load_spec(spec_path), links, critical, phases)
+    if faults:
+        raise InputError(faults[0] + (f" (and {len(faults) - 1} more)" if len(faults) > 1 else ""))

@@ -195,10 +195,13 @@ def main(args) -> int:
     if outcome.exit_code == ExitCode.INTERRUPTED or outcome.info.status == "failed":
         return outcome.exit_code
     code = outcome.exit_code
-    if not args.no_plan and not outcome.info.interrupted:
+    if code == ExitCode.RUN_FAILED:  # the target died or most requests failed: nothing to plan from
+        print("gala run: the run failed (see the warnings above); no plan", file=sys.stderr, flush=True)
+    elif not args.no_plan and not outcome.info.interrupted:
         plan_code = _plan(outcome.run_dir, args.spec, args.quiet)
         if args.fail_on_short and plan_code == ExitCode.NODE_BUDGET_SHORT:
             code = plan_code
     if args.budgets is not None:
-        code = _gate(outcome.run_dir, args.budgets) or code
+        gate_code = _gate(outcome.run_dir, args.budgets)  # its verdict is written either way, for CI's page
+        code = code if code == ExitCode.RUN_FAILED else (gate_code or code)
     return code

@@ -96,6 +96,8 @@ def parse_expression(text: Any) -> Expression:
     if metric == "med":
         metric, quantile = "p", 50.0
     op, value = m["op"], float(m["value"])
+    if not value <= MAX_VALUE:  # 1e999 is inf: a ceiling that can never break
+        raise ValueError(f"{text!r}: expected a value of at most {MAX_VALUE:g}")
     if metric == "p" and not 0 < quantile <= 100:
         raise ValueError(f"{text!r}: the percentile in p(…) must be in (0, 100]")
     if metric in CEILING_METRICS and op not in ("<", "<="):
@@ -108,7 +110,11 @@ def parse_expression(text: Any) -> Expression:
 
 
 Threshold = Annotated[Expression, BeforeValidator(parse_expression)]
-LatencyMs = Annotated[float, Field(gt=0)]
+# Ranges (docs/gate.md): finite everywhere; a latency ceiling of at most an hour; a rate up to 1e9/s.
+MAX_LATENCY_MS = 3_600_000.0
+MAX_VALUE = 1e9
+LatencyMs = Annotated[float, Field(gt=0, le=MAX_LATENCY_MS, allow_inf_nan=False)]
+Ratio = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -124,10 +130,10 @@ class ScopeBudget(_Strict):
     p99_ms: LatencyMs | None = None
     max_ms: LatencyMs | None = None
     mean_ms: LatencyMs | None = None
-    error_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
-    min_rps: Annotated[float, Field(ge=0)] | None = None
-    min_achieved_ratio: Annotated[float, Field(ge=0)] | None = None
-    thresholds: list[Threshold] = Field(default_factory=list)
+    error_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    min_rps: Annotated[float, Field(ge=0, le=MAX_VALUE, allow_inf_nan=False)] | None = None
+    min_achieved_ratio: Ratio | None = None
+    thresholds: list[Threshold] = Field(default_factory=list, max_length=100)
 
 
 class LinkBudget(ScopeBudget):
@@ -137,23 +143,23 @@ class LinkBudget(ScopeBudget):
 class BaselinePolicy(_Strict):
     """How a run is compared with a baseline run (`gala gate --baseline`)."""
 
-    allowed_regression: Annotated[float, Field(ge=0)] = 0.1
+    allowed_regression: Ratio = 0.1
     metrics: list[Literal["p50_ms", "p90_ms", "p95_ms", "p99_ms"]] = Field(default_factory=lambda: ["p95_ms", "p99_ms"])
     # a difference counts as beyond noise when it exceeds noise_z standard errors (see gate.percentile_noise_ms)
-    noise_z: Annotated[float, Field(gt=0)] = 3.0
+    noise_z: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 3.0
 
 
 class AbortPolicy(_Strict):
     """When `gala run --abort-on-fail` stops a run early: only when a budget is clearly broken."""
 
-    grace_s: Annotated[float, Field(ge=0)] = 10.0
-    min_requests: Annotated[int, Field(ge=1)] = 200
-    margin: Annotated[float, Field(ge=0)] = 0.5   # measured must exceed the ceiling by this fraction
+    grace_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 10.0
+    min_requests: Annotated[int, Field(ge=1, le=10**9)] = 200
+    margin: Ratio = 0.5   # measured must exceed the ceiling by this fraction
 
 
 class BudgetsFile(_Strict):
     version: Literal[1] = 1
-    links: dict[str, LinkBudget]
+    links: dict[str, LinkBudget] = Field(max_length=1000)
     baseline: BaselinePolicy = Field(default_factory=BaselinePolicy)
     abort: AbortPolicy = Field(default_factory=AbortPolicy)
 

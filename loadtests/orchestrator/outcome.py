@@ -16,9 +16,30 @@ from loadtests.orchestrator.table import phase_table
 from loadtests.scenario import DEFAULT_SCENARIO
 
 
+# More than this share of a run's requests failed: the run measured failures, not the target (exit 1).
+MOST_FAILED = 0.5
+
+
+def failed_ratio(stats: pd.DataFrame) -> float | None:
+    """Failures / requests over the whole run (phase `_all`, every link), None when nothing was sent."""
+    if stats.empty or "phase" not in stats:
+        return None
+    rows = stats[(stats["phase"] == "_all") & (stats["link"] == "_all")]
+    if rows.empty:
+        rows = stats[(stats["phase"] == "_all") & (stats["link"] != "_all")]
+    requests = float(rows["requests"].sum())
+    return float(rows["failures"].sum()) / requests if requests > 0 else None
+
+
 def run_status(*, stop_reason: str | None, signalled: bool, generator_started: bool, started: bool,
-               locust_code: int | None, failure: str | None, degraded: list, locust_log: Path) -> tuple[str, str | None, int]:
-    """(status, reason, exit code) of a run that has ended, from what the runner saw."""
+               locust_code: int | None, failure: str | None, degraded: list, locust_log: Path,
+               failed: float | None = None) -> tuple[str, str | None, int]:
+    """(status, reason, exit code) of a run that has ended, from what the runner saw.
+
+    A run whose target died, or in which more than half the requests failed (`failed`), ran to its end
+    and its folder is whole (status degraded, the event in run.json), but it measured a broken target:
+    exit 1 (docs/exit-codes.md). A lost worker leaves a partial but valid measurement: exit 0.
+    """
     if stop_reason:
         code = ExitCode.INTERRUPTED if signalled else ExitCode.OK
         if stop_reason.startswith("time bound"):
@@ -31,6 +52,13 @@ def run_status(*, stop_reason: str | None, signalled: bool, generator_started: b
         if not generator_started:
             reason = failure or "the generator was never started"
         return "failed", reason, int(ExitCode.RUN_FAILED)
+    target_died = any(ev["what"] == "target-exited" for ev in degraded)
+    if failed is not None and failed > MOST_FAILED and not target_died:  # (a dead target explains it already)
+        degraded.append({"t_s": None, "what": "most-requests-failed",
+                         "detail": f"{failed:.0%} of the run's requests failed (more than {MOST_FAILED:.0%})"})
+    broken = [ev for ev in degraded if ev["what"] in ("target-exited", "most-requests-failed")]
+    if broken:
+        return "degraded", None, int(ExitCode.RUN_FAILED)
     return ("degraded" if degraded else "complete"), None, int(ExitCode.OK)
 
 
@@ -45,7 +73,7 @@ def print_report(info: RunInfo, stats: pd.DataFrame, load, run_dir: Path) -> Non
         warn(f"generator process(es) {', '.join(map(str, load.saturated_pids))} were above 90% of a core "
              f"for more than 10% of the run: latencies are not trustworthy (try --workers N)")
     for ev in info.degraded:
-        warn(f"degraded: {ev.what} at {ev.t_s} s ({ev.detail})")
+        warn(f"degraded: {ev.what}" + (f" at {ev.t_s} s" if ev.t_s is not None else "") + f" ({ev.detail})")
     if info.audit.available:
         verdict = "passed" if info.audit.passed else "FAILED"
         print(f"audit: {verdict} (audit.json)", file=out)

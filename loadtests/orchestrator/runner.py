@@ -24,7 +24,7 @@ from loadtests.orchestrator.linkcpu import LinkCpuPoller
 from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
-from loadtests.orchestrator.outcome import display_path, generator_mode, print_report, run_status
+from loadtests.orchestrator.outcome import display_path, failed_ratio, generator_mode, print_report, run_status
 from loadtests.orchestrator import speed
 from loadtests.orchestrator.procs import Child
 from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
@@ -374,13 +374,14 @@ class Runner:
         load = generator_load(cpu, t_end - t0)
 
         code = self.main.proc.returncode if self.main is not None else None
+        stats = self._read_stats()
         status, reason, exit_code = run_status(
             stop_reason=self.stop_reason, signalled=bool(self.signalled), generator_started=self.main is not None,
             started=self.t0 is not None,  # phases.json or live.json seen: Locust began the test
-            locust_code=code, failure=self.failure, degraded=self.degraded, locust_log=self.run_dir / "locust.log")
+            locust_code=code, failure=self.failure, degraded=self.degraded, locust_log=self.run_dir / "locust.log",
+            failed=failed_ratio(stats))
 
         info = self._base_info(status)
-        stats = self._read_stats()
         seen_links = [l for l in stats["link"].unique() if l != "_all" and l not in info["links"]] if not stats.empty else []
         target_pids = self.sampler.pids("target") or self.opts.target_pids
         info.update({

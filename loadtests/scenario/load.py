@@ -12,9 +12,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from gala.contract.errors import InputError
-from gala.contract.yamlfile import fault, field_path, line_of, parse_marked, read_bytes, validation_faults
-from loadtests.scenario.model import PhaseSpec, Scenario, ScenarioError
+from gala.contract.yamlfile import (describe_error, fault, field_path, line_of, parse_marked, pydantic_loc, read_bytes,
+                                    validation_faults)
+from loadtests.scenario.model import GALA_USERS_MODULE, GalaUserParams, PhaseSpec, Scenario, ScenarioError
 
 # ${NAME} or ${NAME:-default} (the default also when NAME is empty, as in sh); $${ is a literal ${
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
@@ -100,6 +103,12 @@ def _semantic_errors(sc: Scenario) -> list[tuple[tuple, str]]:
                 errs.append((("users", uname, "request_links", prefix),
                              f"unknown link {link!r}; expected one of: {', '.join(sc.links)}"))
         errs += _feeder_errors(sc, uname)
+        if (u.class_path or "").startswith(GALA_USERS_MODULE + ":"):
+            try:
+                GalaUserParams.model_validate(u.params)
+            except ValidationError as exc:
+                errs += [(("users", uname, "params", *pydantic_loc(e)), describe_error(e, GalaUserParams))
+                         for e in exc.errors()]
     for i, p in enumerate(sc.phases):
         if p.name in seen:
             errs.append((("phases", i, "name"), f"duplicate phase name {p.name!r}; expected unique names"))

@@ -6,9 +6,8 @@ Pure pydantic: no I/O (the loader is `loadtests.scenario.load`), no Locust, no g
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -20,6 +19,25 @@ from gala.contract.phases import owner
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = PACKAGED_DIR / "feb1.yaml"
 BUILTIN = "builtin"
+
+
+# The ranges every number of a scenario must lie in (docs/scenario.md, "Ranges"): wide enough for any
+# rehearsal a machine or a cluster can run, narrow enough that no value overflows, divides by zero or
+# asks for more memory or time than exists. Floats are finite (no .inf, no .nan) everywhere.
+MAX_SECONDS = 7 * 86_400.0         # a phase's start and duration: at most a week
+MIN_DURATION_S = 0.1               # a phase shorter than a tenth of a second measures nothing
+MAX_USERS = 10_000_000             # users per class per phase (a large swarm runs ~1e6)
+MAX_RATE_PER_S = 10_000.0          # one user's actions per second (the checks warn above 50)
+MAX_ARRIVAL_RPS = 1e8              # requests/s asked of one link in one phase
+MAX_SPAWN_RATE = 1e6               # users started per second
+MAX_WEIGHT = 1e6                   # a request's weight, a link's share (relative figures)
+MAX_ITEMS = 1_000                  # links, user classes, phases, requests per user
+MAX_SEED = 2**63 - 1
+
+
+def _finite(default: Any = ..., **bounds: Any) -> Any:
+    """A pydantic Field for a float that must be finite and within `bounds`."""
+    return Field(default, allow_inf_nan=False, **bounds)
 
 
 class ScenarioError(InputError):
@@ -118,7 +136,7 @@ class RequestSpec(_Strict):
     path: str = Field(pattern=r"^/")
     link: str
     label: str | None = None
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = _finite(1.0, gt=0, le=MAX_WEIGHT)
     json_body: Any = Field(default=None, alias="json")
     headers: dict[str, str] = Field(default_factory=dict)
     expect: ExpectSpec | None = None
@@ -132,6 +150,20 @@ class RequestSpec(_Strict):
 
 
 PacingKind = Literal["poisson", "jittered", "burst", "none"]
+
+# The built-in gala users' module: their `params` are checked against `GalaUserParams` before any load.
+GALA_USERS_MODULE = "loadtests.locust_plugin.users.gala"
+
+
+class GalaUserParams(_Strict):
+    """`params` of the built-in users (loadtests/locust_plugin/users/gala.py); a typo is refused, and no
+    value can stop a user later (`refresh_every: 0` would divide by zero inside Locust)."""
+
+    friends: int = Field(3, ge=0, le=500)            # friends made at start, among recent users
+    refresh_every: int = Field(3, ge=1, le=10_000)   # ShareUser: empty actions between looks at /me
+    split_max: int = Field(3, ge=1, le=50)           # ShareUser: friends an envelope is split among
+    send_ratio: float = _finite(0.5, ge=0, le=1)     # ChatUser: share of actions that send
+    inbox_limit: int = Field(20, ge=1, le=1000)      # ChatUser: messages per inbox page
 
 
 class UserSpec(_Strict):
@@ -149,13 +181,14 @@ class UserSpec(_Strict):
 
     class_path: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     params: dict[str, Any] = Field(default_factory=dict)
-    requests: list[RequestSpec] | None = None
-    rate_per_s: float = Field(default=1.0, gt=0)
+    requests: list[RequestSpec] | None = Field(default=None, max_length=MAX_ITEMS)
+    rate_per_s: float = _finite(1.0, gt=0, le=MAX_RATE_PER_S)
     pacing: PacingKind = "poisson"
-    jitter: float = Field(default=0.5, ge=0, le=1)
-    burst_size: int = Field(default=4, ge=1)
-    burst_gap_s: float = Field(default=0.15, ge=0)
-    link_shares: dict[str, float] = Field(default_factory=dict)
+    jitter: float = _finite(0.5, ge=0, le=1)
+    burst_size: int = Field(default=4, ge=1, le=10_000)
+    burst_gap_s: float = _finite(0.15, ge=0, le=3600)
+    link_shares: dict[str, Annotated[float, _finite(ge=0, le=MAX_WEIGHT)]] = Field(default_factory=dict,
+                                                                                   max_length=MAX_ITEMS)
     request_links: dict[str, str] = Field(default_factory=dict)
     feeder: FeederSpec | None = None
 
@@ -195,27 +228,13 @@ class PhaseSpec(_Strict):
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.-]*$")
-    duration_s: float = Field(gt=0)
-    start_s: float | None = Field(default=None, ge=0)
-    users: dict[str, int] = Field(default_factory=dict)
-    spawn_rate: float | None = Field(default=None, gt=0)
-    arrival_rps: dict[str, float] | None = None
+    duration_s: float = _finite(ge=MIN_DURATION_S, le=MAX_SECONDS)
+    start_s: float | None = _finite(None, ge=0, le=MAX_SECONDS)
+    users: dict[str, Annotated[int, Field(ge=0, le=MAX_USERS)]] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    spawn_rate: float | None = _finite(None, gt=0, le=MAX_SPAWN_RATE)
+    arrival_rps: dict[str, Annotated[float, _finite(ge=0, le=MAX_ARRIVAL_RPS)]] | None = Field(
+        default=None, max_length=MAX_ITEMS)
 
-    @field_validator("users")
-    @classmethod
-    def _non_negative(cls, v: dict[str, int]) -> dict[str, int]:
-        for k, n in v.items():
-            if n < 0:
-                raise ValueError(f"users.{k}: expected a count >= 0, got {n}")
-        return v
-
-    @field_validator("arrival_rps")
-    @classmethod
-    def _positive_rates(cls, v: dict[str, float] | None) -> dict[str, float] | None:
-        for k, r in (v or {}).items():
-            if not (r >= 0 and math.isfinite(r)):
-                raise ValueError(f"arrival_rps.{k}: expected a rate >= 0, got {r}")
-        return v
 
 
 class PhasePlan(BaseModel):
@@ -234,11 +253,11 @@ class PhasePlan(BaseModel):
 class Scenario(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.-]*$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     target: TargetSpec = Field(default_factory=TargetSpec)
-    links: dict[str, LinkSpec]
-    users: dict[str, UserSpec]
-    phases: list[PhaseSpec] = Field(min_length=1)
+    links: dict[str, LinkSpec] = Field(max_length=MAX_ITEMS)
+    users: dict[str, UserSpec] = Field(max_length=MAX_ITEMS)
+    phases: list[PhaseSpec] = Field(min_length=1, max_length=MAX_ITEMS)
 
     # Set by load_scenario, not by the file.
     _duration_scale: float = PrivateAttr(default=1.0)

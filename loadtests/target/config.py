@@ -22,6 +22,9 @@ CardKind = Literal["爱国", "敬业", "富强", "和谐", "友善"]
 LINKS: tuple[str, ...] = ("setup", "grab", "share", "chat", "admin")
 Link = Literal["setup", "grab", "share", "chat", "admin"]
 MAX_ENVELOPE_FEN = 880
+# Ranges: every float finite; times within a week; money within 10^15 fen (10 trillion yuan).
+WEEK_S = 7 * 86_400.0
+MAX_FEN = 10**15
 
 
 class _Strict(BaseModel):
@@ -31,13 +34,15 @@ class _Strict(BaseModel):
 class DropSchedule(_Strict):
     """When drops open and how much each gives away."""
 
-    first_at_s: float = Field(1.0, ge=0, description="seconds after start when the first drop opens")
-    duration_s: float = Field(5.0, gt=0, description="how long each drop window stays open")
-    interval_s: float = Field(6.0, gt=0, description="seconds from one drop's opening to the next")
-    count: int | None = Field(None, ge=0, description="number of drops; null repeats for as long as the target runs")
+    first_at_s: float = Field(1.0, ge=0, le=WEEK_S, allow_inf_nan=False,
+                              description="seconds after start when the first drop opens")
+    duration_s: float = Field(5.0, gt=0, le=WEEK_S, allow_inf_nan=False, description="how long each drop window stays open")
+    interval_s: float = Field(6.0, ge=0.01, le=WEEK_S, allow_inf_nan=False,
+                              description="seconds from one drop's opening to the next")
+    count: int | None = Field(None, ge=0, le=1_000_000, description="number of drops; null repeats for as long as the target runs")
     # A list is cycled drop by drop. Short, frequent drops mean that even a rehearsal shortened to
     # 20 s sees pools run empty and sharers holding envelopes to split (tests/test_target_defaults.py).
-    pool_fen: list[int] = Field(default_factory=lambda: [30_000, 60_000], min_length=1)
+    pool_fen: list[int] = Field(default_factory=lambda: [30_000, 60_000], min_length=1, max_length=10_000)
 
     @field_validator("pool_fen", mode="before")
     @classmethod
@@ -47,8 +52,8 @@ class DropSchedule(_Strict):
     @field_validator("pool_fen")
     @classmethod
     def _non_negative(cls, v: list[int]) -> list[int]:
-        if any(p < 0 for p in v):
-            raise ValueError("every pool must be >= 0 fen")
+        if any(not 0 <= p <= MAX_FEN for p in v):
+            raise ValueError(f"every pool must be within 0..{MAX_FEN} fen")
         return v
 
     @model_validator(mode="after")
@@ -61,9 +66,10 @@ class DropSchedule(_Strict):
 class LinkFaults(_Strict):
     """Faults injected on one link, applied before the handler touches state."""
 
-    latency_ms: float = Field(0.0, ge=0, le=600_000)
-    errors: float = Field(0.0, ge=0, le=1, description="ratio of requests answered 503 without a state change")
-    stall_s: float = Field(0.0, ge=0, le=3600, description="requests hang this long, then get 503")
+    latency_ms: float = Field(0.0, ge=0, le=600_000, allow_inf_nan=False)
+    errors: float = Field(0.0, ge=0, le=1, allow_inf_nan=False,
+                          description="ratio of requests answered 503 without a state change")
+    stall_s: float = Field(0.0, ge=0, le=3600, allow_inf_nan=False, description="requests hang this long, then get 503")
 
     @property
     def active(self) -> bool:
@@ -77,22 +83,22 @@ def _default_card_odds() -> dict[str, float]:
 class TargetConfig(_Strict):
     """Everything the target can be told; every field has a rehearsal-sized default."""
 
-    seed: int | None = Field(None, description="random seed for amounts and odds; null = fresh each start")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="random seed for amounts and odds; null = fresh each start")
     drops: DropSchedule = Field(default_factory=DropSchedule)
     max_envelope_fen: int = Field(MAX_ENVELOPE_FEN, ge=1, le=MAX_ENVELOPE_FEN)
-    envelope_odds: float = Field(0.2, ge=0, le=1, description="chance a tap tries for an envelope")
+    envelope_odds: float = Field(0.2, ge=0, le=1, allow_inf_nan=False, description="chance a tap tries for an envelope")
     card_odds: dict[CardKind, float] = Field(default_factory=_default_card_odds)
     card_caps: dict[CardKind, int] = Field(default_factory=lambda: {"敬业": 150})
-    blessing_pool_fen: int = Field(2_150_000, ge=0, le=10**15)
+    blessing_pool_fen: int = Field(2_150_000, ge=0, le=MAX_FEN)
     max_body_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
     max_chat_chars: int = Field(500, ge=1, le=100_000)
     max_split_ways: int = Field(50, ge=1, le=10_000)
     max_inbox_limit: int = Field(1000, ge=1, le=100_000)
     faults: dict[Link, LinkFaults] = Field(default_factory=dict)
     # Half-sent requests must not pin a process (slowloris): see guard.py.
-    idle_timeout_s: float = Field(15.0, gt=0, le=3600, description="a connection must complete a request's headers "
+    idle_timeout_s: float = Field(15.0, gt=0, le=3600, allow_inf_nan=False, description="a connection must complete a request's headers "
                                   "within this many seconds of opening or of its last answer, else it is closed")
-    body_timeout_s: float = Field(10.0, gt=0, le=3600, description="a request's body must arrive within this many seconds (else 408)")
+    body_timeout_s: float = Field(10.0, gt=0, le=3600, allow_inf_nan=False, description="a request's body must arrive within this many seconds (else 408)")
     max_connections: int = Field(4096, ge=8, le=1_000_000, description="open connections per process; at the cap the "
                                  "oldest idle or half-sent one is closed (also held below the process's open-file limit)")
 
@@ -107,8 +113,8 @@ class TargetConfig(_Strict):
     @field_validator("card_caps")
     @classmethod
     def _caps_non_negative(cls, v: dict[str, int]) -> dict[str, int]:
-        if any(c < 0 for c in v.values()):
-            raise ValueError("card caps must be >= 0")
+        if any(not 0 <= c <= MAX_FEN for c in v.values()):
+            raise ValueError(f"card caps must be within 0..{MAX_FEN}")
         return v
 
     @model_validator(mode="after")
