@@ -115,10 +115,13 @@ def identify(spec: CapacitySpec, m: Measurements, links: list[str]) -> tuple[Dem
         per_run_total[link] = runs if len(runs) >= 2 else {}
         spread[link] = _between_sd(list(runs.values())) if len(runs) >= 2 else None
     if any(v for v in source.values() if v == "attributed"):
-        overhead = ", ".join(f"{s} {o * 1e3:.3g} CPU-ms" for s, o in attributed.overhead_cpu_s.items())
-        notes.append(f"demand: taken from the target's own CPU per link (link_cpu.csv: handler CPU per request "
-                     f"plus an equal share per request of what no handler was charged for, after idle: {overhead}); "
-                     "the regression is the cross-check")
+        overhead = ", ".join(f"{s} {o * 1e3:.3g} CPU-ms per request on average, "
+                             + ("regressed per link over the target's polls" if attributed.overhead_regressed.get(s)
+                                else "spread equally (the polls could not separate the links)")
+                             for s, o in attributed.overhead_cpu_s.items())
+        notes.append(f"demand: taken from the target's own CPU per link (link_cpu.csv: handler CPU per request plus "
+                     f"what no handler was charged for, after idle: {overhead}); the regression over cpu.csv is the "
+                     "cross-check")
     final = fit.model_copy(update={
         "cpu_s_per_request": {l: {s: float(D.loc[l, s]) for s in fit.services} for l in fit.links},
         "standard_error_cpu_s": {l: {s: float(SE.loc[l, s]) for s in fit.services} for l in fit.links},
