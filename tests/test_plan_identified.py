@@ -260,3 +260,16 @@ def test_cpu_sampler_ticks_on_the_run_clock_once_aligned():
     late = [s.ts for s in sampler.samples if s.ts >= sampler.aligned_at - 1e-6]
     phase = [((ts - t0) % 0.5) for ts in late[:-1]]  # the last one is the stop's own read
     assert len(phase) >= 3 and max(phase) < 0.1, phase
+
+
+def test_a_run_too_short_to_regress_is_planned_from_the_targets_own_attribution(tmp_path):
+    phases = [SynthPhase("grab", 2, {"grab": 3000, "share": 300, "chat": 100}),
+              SynthPhase("share", 2, {"grab": 800, "share": 1500, "chat": 600})]
+    # one service, which attributes its CPU per link; four seconds: too few windows for 3 links
+    run = write_run(tmp_path, phases, seed=41, link_cpu="api", demand_s={"api": DEMAND_S["api"]},
+                    idle_cores={"api": 0.04})
+    plan = plan_run([run], spec_path=spec_file(tmp_path), out_dir=tmp_path / "plan").plan
+    assert any("no regression cross-check" in n for n in plan.notes)
+    for link, truth in DEMAND_S["api"].items():
+        assert plan.demand.cpu_s_per_request[link]["api"] == pytest.approx(truth, rel=0.05)
+    assert not plan.refused and set(plan.nodes_per_link()) == {"grab", "share", "chat"}
