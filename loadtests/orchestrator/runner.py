@@ -56,6 +56,7 @@ class Runner:
         self.sampler = CpuSampler()
         self.idle: dict[str, Any] | None = None  # the target's idle CPU, measured before the load
         self.link_cpu: LinkCpuPoller | None = None  # the built-in target's own CPU per link
+        self.store_pid: int | None = None  # the shared store's redis-server, when on this machine
         self.stop_reason: str | None = None
         self.failure: str | None = None  # why the run could not go on (not the user's input)
         self.signalled = 0
@@ -134,6 +135,7 @@ class Runner:
                 store_pid = store_server_pid(self.opts.target_store)
                 if store_pid is not None:
                     self.sampler.watch(store_pid, "target")  # the shared store is part of the system under test
+                    self.store_pid = store_pid
                 self.printer.say(f"gala run: built-in target on {self.url}: {len(target.workers)} processes "
                                  f"(pids {' '.join(map(str, target.workers))}) sharing {redact(self.opts.target_store)}"
                                  f"{f' (redis-server pid {store_pid})' if store_pid else ''} (log: target.log)")
@@ -157,6 +159,7 @@ class Runner:
     def _quiet_window(self) -> None:
         """The target's idle CPU before any load (the demand fit subtracts it), then the first /admin/cpu poll."""
         pids = [self.target_child.pid] if self.target_child is not None else list(self.opts.target_pids)
+        pids += [self.store_pid] if self.store_pid is not None else []
         if pids:
             t = time.time()
             self.idle = {"window_start": round(t, 3), "cores": idle_cores(pids),
