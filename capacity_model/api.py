@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from capacity_model.contracts import CapacitySpec, Measurements, Plan
+from capacity_model.moves import read_allocation
 from capacity_model.planner import make_plan
 from capacity_model.report import ReportInputs, headline, write_report
 from capacity_model.runs import RunSet, measure, read_runs
@@ -40,7 +41,8 @@ def _quiet(_: str) -> None:
 
 
 def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path | None = None,
-             progress: Callable[[str], None] = _quiet, validate_dir: Path | None = None) -> PlanOutcome:
+             progress: Callable[[str], None] = _quiet, validate_dir: Path | None = None,
+             from_allocation: Path | None = None) -> PlanOutcome:
     """Plan the night from one or more results folders; write the report into `out_dir`
     (default: `<first run>/plan`). With `validate_dir`, also hold the fitted model against that run
     (a run at a known allocation) and add the comparison to the report and `validation.json`."""
@@ -53,7 +55,10 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     m, probes = measure(runset, spec)
     progress(f"planning {len(m.links)} link(s) for {spec.peak.rate_per_s:,.0f} req/s "
              f"({spec.uncertainty.draws} Monte Carlo draws)")
-    plan = make_plan(spec, m)
+    in_force = None
+    if from_allocation is not None:  # the allocation in force the week's moves start from (default: grab-only's)
+        in_force = read_allocation(Path(from_allocation), spec.redundancy.zones)
+    plan = make_plan(spec, m, in_force=in_force, in_force_source=str(from_allocation) if in_force else None)
     validation = None
     if checked is not None:
         observed, run_id, processes = checked
@@ -68,7 +73,8 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
                                         validation=validation), out)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the report there ({exc.strerror or exc})") from None
-    code = int(ExitCode.OK if plan.allocation.feasible else ExitCode.NODE_BUDGET_SHORT)
+    # exit 3 only on a verdict of short: inconclusive and within budget are both 0 (issue 10)
+    code = int(ExitCode.NODE_BUDGET_SHORT if plan.verdict is not None and plan.verdict.kind == "short" else ExitCode.OK)
     return PlanOutcome(exit_code=code, headline=headline(plan), out_dir=out, plan=plan, warnings=list(runset.notes),
                        validation=validation)
 

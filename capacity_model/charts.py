@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from capacity_model.contracts import Plan, WhatIf
 
@@ -63,7 +64,8 @@ def nodes_per_link(plan: Plan) -> bytes | None:
         ax.text(p, g / 2 if g > 0.12 * top else g, f"{int(g):,}", ha="center",
                 va="center" if g > 0.12 * top else "bottom", fontsize=9, color="white" if g > 0.12 * top else "black")
     ax.set_xticks(pos, links)
-    ax.set_ylabel("nodes")
+    ax.set_xlabel("link")
+    ax.set_ylabel("nodes (count)")
     ax.set_ylim(0, top * 1.35)
     ax.set_title(f"Nodes per link: {a.total_nodes:,} of a {a.node_budget:,}-node budget")
     ax.legend(loc="upper right", fontsize=8, ncol=3)
@@ -101,7 +103,9 @@ def utilization_per_phase(plan: Plan) -> bytes | None:
     _grouped_bars(ax, frame)
     ax.axhline(plan.spec.utilization_ceiling, color=OVER, linestyle="--", linewidth=1,
                label=f"ceiling {plan.spec.utilization_ceiling:.0%}")
-    ax.set_ylabel("utilization")
+    ax.set_ylabel("utilization (% of the nodes' CPU)")
+    ax.set_xlabel("link")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, max(1.0, float(np.nanmax(frame.to_numpy())) * 1.1))
     ax.set_title("Utilization per phase at the peak (planned nodes)")
     _legend_outside(ax)
@@ -125,6 +129,7 @@ def latency_against_budget(plan: Plan) -> bytes | None:
     top = max([float(np.nanmax(frame.to_numpy()))] + [b.latency_ms for b in budgets.values()])
     ax.set_ylim(0, top * 1.15)
     ax.set_ylabel("predicted latency (ms)")
+    ax.set_xlabel("link")
     ax.set_title("Predicted latency percentile against the budget (red: budget)")
     _legend_outside(ax)
     return _png(fig)
@@ -141,7 +146,12 @@ def whatif_matrix(whatif: WhatIf) -> bytes | None:
         return None
     fig, ax = _figure(7.0, 1.4 + 0.6 * len(frame))
     shown = np.clip(frame.to_numpy(), 0.0, 2.0)
-    ax.imshow(shown, cmap=_HEAT, vmin=0.0, vmax=2.0, aspect="auto")
+    image = ax.imshow(shown, cmap=_HEAT, vmin=0.0, vmax=2.0, aspect="auto")
+    # the key: colour = utilization of the link's nodes, the ceiling marked; past 100% the link is overloaded
+    key = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, format=PercentFormatter(1.0))
+    key.set_label("utilization (%)", fontsize=8)
+    key.ax.axhline(whatif.utilization_ceiling, color="black", linewidth=1)
+    key.ax.tick_params(labelsize=7)
     ax.set_xticks(np.arange(frame.shape[1]), list(frame.columns))
     labels = [f"{l} ({h.nodes:,} nodes){'  OVERLOADED' if h.overloaded else ''}"
               for l, h in zip(frame.index, whatif.links)]

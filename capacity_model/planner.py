@@ -23,9 +23,13 @@ from capacity_model.contracts import (
     WhatIf,
     percentile_column,
 )
-from capacity_model.demand import estimate_demand, floor_zero_demands
+from capacity_model.identify import identify
+from capacity_model.moves import per_zone, reallocate
+from capacity_model.sensitivity import sensitivity
 from capacity_model.sizing import PoolArrays, assemble_links, latency_split, size_black_box
 from capacity_model.uncertainty import node_quantiles
+from capacity_model.verdict import plan_verdict
+from gala.contract.errors import InputError
 from capacity_model.usl import nodes_for_effective
 from capacity_model.whatif import hold as hold_allocation
 
@@ -218,6 +222,12 @@ def _size(spec: CapacitySpec, m: Measurements, links: list[str], mix: PeakMix, f
     return [by_link[l] for l in links]
 
 
+def _required(spec: CapacitySpec, sizing: list[LinkSizing]) -> int:
+    """The nodes a sizing needs in all (what the allocation's `required_nodes` is, without the solver)."""
+    z = spec.redundancy.zones
+    return sum(s.nodes_per_zone * z if z > 1 else s.nodes_required for s in sizing)
+
+
 def _allocate(spec: CapacitySpec, sizing: list[LinkSizing]) -> Allocation:
     per_zone = {s.link: (s.nodes_per_zone if spec.redundancy.zones > 1 else s.nodes_required) for s in sizing}
     return allocate(per_zone, spec.node_budget, zones=spec.redundancy.zones, priorities=spec.priorities)
@@ -225,8 +235,10 @@ def _allocate(spec: CapacitySpec, sizing: list[LinkSizing]) -> Allocation:
 
 # ------------------------------------------------------------------ the plan
 
-def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
-    """A capacity plan for the night from a spec and the runs' measurements."""
+def make_plan(spec: CapacitySpec, m: Measurements, *, in_force: dict[str, list[int]] | None = None,
+              in_force_source: str | None = None) -> Plan:
+    """A capacity plan for the night from a spec and the runs' measurements; `in_force` (link -> nodes per
+    zone) is the allocation the week's re-allocation starts from (default: the grab-only plan's)."""
     m.validate()
     notes = list(m.notes)
     links = _links(spec, m)
@@ -236,16 +248,22 @@ def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
         notes.append(f"latency budgets for {', '.join(unused)} are not used: not a planned link of "
                      f"{', '.join(m.run_ids)} (planned: {', '.join(links)})")
     methods = {l: m.method_of(l) for l in links}
-    fit = None
+    fit, identification = None, []
     if any(v == "cpu-demand" for v in methods.values()):
-        fit = estimate_demand(m.throughput, m.busy_cores, seed=spec.uncertainty.seed)
-        fit, floored = floor_zero_demands(fit, m.throughput, m.busy_cores)
-        for link, d in floored.items():
-            notes.append(f"demand: {link}'s CPU could not be separated from the other links' in these runs (the fit "
-                         f"gave 0); its requests are costed at the run's pooled CPU per request, "
-                         f"{d * 1e3:.3g} CPU-ms ± 100%")
+        # identified demands or refused links (capacity_model.identify): a refused link is never sized
+        fit, identification, id_notes = identify(spec, m, [l for l in links if methods[l] == "cpu-demand"])
+        notes += id_notes
         for a, b in fit.unidentifiable:
             notes.append(f"demand: the mix never varied enough to separate {a} and {b}; their split is uncertain")
+    refused = [r.link for r in identification if not r.identified]
+    for r in identification:
+        if not r.identified:
+            notes.append(f"NOT SIZED: {r.link}: {r.reason}. To size it: {r.fix}")
+    links = [l for l in links if l not in refused]
+    if not links:
+        raise InputError(f"runs {', '.join(m.run_ids)}: no link's demand is identified ("
+                         + "; ".join(f"{r.link}: {r.reason}" for r in identification) + f"); to size them: "
+                         f"{identification[0].fix if identification else 'a calibration run'}")
     mix = plan_mix(spec, m)
     missing = [l for l in links if l not in mix.frame().columns]
     if missing:
@@ -262,6 +280,7 @@ def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
                                      ceiling=spec.utilization_ceiling, redundancy=spec.redundancy,
                                      spec=spec.uncertainty, node_budget=spec.node_budget,
                                      scale=_scale(spec, m, links, pools, None))
+        uncertainty.between_runs = any(r.between_runs_sd_cpu_s is not None for r in identification)
 
     g_mix = grab_only_mix(spec, m, links, notes)
     g_sizing = _size(spec, m, links, g_mix, fit, [])
@@ -270,11 +289,18 @@ def make_plan(spec: CapacitySpec, m: Measurements) -> Plan:
     feb1 = hold_allocation(g_alloc, g_sizing, rehearsal, spec, name="1 February: a grab-only plan held against "
                            "the rehearsal's mix", plan_mix=g_mix.name)
 
+    band = (uncertainty.total.p5, uncertainty.total.p95) if uncertainty is not None else (None, None)
+    table = sensitivity(spec, lambda s: _required(s, _size(s, m, links, plan_mix(s, m), fit, [])),
+                        allocation.required_nodes, *band, incomplete=bool(refused))
+    realloc = reallocate(per_zone(g_alloc) if in_force is None else in_force, per_zone(allocation),
+                         node_budget=spec.node_budget, keep=refused,
+                         source=in_force_source or f"the {g_mix.name} plan's allocation")
     return Plan(run_ids=list(m.run_ids), links=links, methods=methods, peak_rate_per_s=spec.peak.rate_per_s,
                 mix=mix, demand=fit, usl=dict(m.usl), sizing=sizing, allocation=allocation,
                 uncertainty=uncertainty, feb1=feb1, grab_only_allocation=g_alloc,
                 assumptions=spec.assumptions() + _run_assumptions(m, fit, links, methods, sizing),
-                spec=spec, notes=notes)
+                spec=spec, notes=notes, identification=identification, refused=refused,
+                verdict=plan_verdict(allocation, uncertainty, refused), sensitivity=table, reallocation=realloc)
 
 
 def _run_assumptions(m: Measurements, fit, links, methods, sizing) -> list[Assumption]:

@@ -21,12 +21,18 @@ from capacity_model.contracts import PERCENTILE_COLUMNS, CapacitySpec, Measureme
 from gala.contract.errors import InputError
 from gala.contract.phases import owners
 from gala.contract.histogram import histogram_percentiles, merge_histograms
-from gala.contract.results import ALL, Run, load_run
+from gala.contract.results import ALL, Run, load_link_cpu, load_run
 
 # A run whose scenario name starts with this is a step-load probe: its steps give black-box
 # capacities, not the night's mix (see loadtests/scenarios/probe.yaml).
 PROBE_PREFIX = "probe"
 LATENCY_COLUMNS = ["p50", "p90", "p95", "p99"]
+# seconds per demand-fit window for a run whose CPU ticks were not aligned to the counting seconds:
+# interpolation moves ~a quarter of a second's CPU into each neighbour, which over 5 s windows leaks
+# only at the edges (issue 10: per-second fits of such runs were off by up to 50%); 3 s keeps enough
+# windows in a short run
+UNALIGNED_FIT_WINDOW_S = 3
+ALIGNED_EARLY_S = 5.0
 
 
 @dataclass
@@ -326,7 +332,32 @@ def measure(runset: RunSet, spec: CapacitySpec) -> tuple[Measurements, dict[str,
         m.notes.append(result.note)
     for link in links:
         m.method.setdefault(link, "cpu-demand")
+    for run in runset.runs:
+        _read_cpu_extras(run, m)
     return m.validate(), found
+
+
+def _read_cpu_extras(run: Run, m: Measurements) -> None:
+    """What a run says about its CPU beyond cpu.csv: the idle measured before the load, whether the
+    sampler ticked on the counting seconds, and the target's own CPU per link (link_cpu.csv)."""
+    extra = run.info.target.model_extra or {}
+    idle = (extra.get("idle") or {}).get("cores")
+    if isinstance(idle, dict) and idle:
+        m.idle_cores[run.run_id] = {str(k): float(v) for k, v in idle.items()}
+    sampling = (run.info.model_extra or {}).get("cpu_sampling") or {}
+    aligned_from = sampling.get("aligned_from_s")
+    # aligned from the load's first seconds: 1 s windows after that; aligned late (or never): longer windows
+    if aligned_from is not None and aligned_from <= ALIGNED_EARLY_S:
+        m.fit_window_s[run.run_id] = 1
+        m.fit_from_s[run.run_id] = float(aligned_from)
+    else:
+        m.fit_window_s[run.run_id] = UNALIGNED_FIT_WINDOW_S
+    frame = load_link_cpu(run.path)
+    if frame is not None and not frame.empty:
+        names = run.cpu[run.cpu["role"] == "target"].drop_duplicates("pid").set_index("pid")["name"]
+        frame = frame.copy()
+        frame["service"] = frame["pid"].map(names).fillna("target").astype(str)
+        m.link_cpu[run.run_id] = frame
 
 
 def _cpu_measured_links(throughput: pd.DataFrame, busy: pd.DataFrame) -> set[str]:

@@ -23,7 +23,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import linprog
 
+from capacity_model.attribution import attributed_demand
 from capacity_model.contracts import Measurements, Plan, finite_or_none, percentile_column
+from capacity_model.identify import regress
 from capacity_model.queueing import wait_quantile
 from gala.contract.errors import InputError
 
@@ -94,6 +96,22 @@ class LatencyCheck(_Model):
     why: str = ""
 
 
+class LinkCheck(_Model):
+    """One planned link's CPU per request: the plan's against what the validated run measured for it
+    (its target's own attribution per link where it has one, else its own regression). A total that
+    matches can hide a wrong split between links (issue 10: runs whose plans differed 1.76x both passed)."""
+
+    link: str
+    model_cpu_s: float
+    model_se_cpu_s: float
+    observed_cpu_s: float
+    observed_se_cpu_s: float
+    observed_source: str  # "attributed" or "regression"
+    relative_error: float | None  # model / observed - 1
+    tolerance_cpu_s: float
+    passed: bool
+
+
 class Validation(_Model):
     """A plan's model against a run at a known allocation (`validation.json` is its dump)."""
 
@@ -107,10 +125,11 @@ class Validation(_Model):
     latency: list[LatencyCheck]
     extrapolation: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    links: list[LinkCheck] = Field(default_factory=list)
 
     @property
     def cpu_passed(self) -> bool:
-        return bool(self.cpu) and all(c.passed for c in self.cpu)
+        return bool(self.cpu) and all(c.passed for c in self.cpu) and all(c.passed for c in self.links)
 
     @property
     def latency_passed(self) -> bool:
@@ -129,6 +148,10 @@ class Validation(_Model):
                 f"{worst.phase}/{worst.service}: predicted {worst.predicted_cores:.3f}, measured "
                 f"{worst.measured_cores:.3f} cores); latency {verdict(self.latency_passed)} "
                 f"({sum(bool(c.passed) for c in lat)}/{len(lat)} phase/link within tolerance)")
+        if self.links:
+            bad = [c.link for c in self.links if not c.passed]
+            text += (f"; per link {verdict(not bad)} ({len(self.links) - len(bad)}/{len(self.links)} links' CPU per "
+                     f"request within tolerance" + (f"; off: {', '.join(bad)}" if bad else "") + ")")
         if self.extrapolation:
             text += f"; {len(self.extrapolation)} extrapolation warning(s)"
         return text
@@ -312,8 +335,60 @@ def validate(plan: Plan, model: Measurements, observed: Measurements, *, observe
         tolerance=tol,
         cpu=cpu_checks(pred[common], se[common], busy, busy_se, windows, cores, tol),
         latency=latency_checks(predict_latency(plan, rates, cores), observed.phase_latency_ms, tol),
-        extrapolation=extra, notes=notes,
+        extrapolation=extra, notes=notes, links=link_checks(plan, observed, tol),
     )
+
+
+LINK_FLOOR = 0.05  # a per-link check never asks for better than 5%
+
+
+def link_checks(plan: Plan, observed: Measurements, tol: Tolerance) -> list[LinkCheck]:
+    """Each sized link's CPU per request against the validated run's own figure for it. Tolerance:
+    max(5%, cpu_sigmas x the combined standard error): within the band the plan claims, so two runs
+    whose demands (and hence plans) differ by more than their errors do not both pass."""
+    if plan.demand is None:
+        return []
+    common = [s for s in plan.demand.services if s in observed.busy_cores.columns]
+    att = attributed_demand(observed.link_cpu, observed.idle_cores) if observed.link_cpu else None
+    try:
+        reg = regress(observed, seed=plan.spec.uncertainty.seed)
+    except InputError:
+        reg = None
+    out = []
+    for link in plan.allocation.nodes():
+        if plan.methods.get(link) != "cpu-demand" or link not in plan.demand.links:
+            continue
+        d_m = se_m = d_o = se_o = 0.0
+        sources = set()
+        for s in common:
+            if att is not None and link in att.cpu_s.get(s, {}):
+                d, e = att.cpu_s[s][link], att.se_cpu_s[s][link]
+                sources.add("attributed")
+            elif reg is not None and link in reg.links:
+                d, e = reg.cpu_s_per_request[link].get(s, 0.0), reg.standard_error_cpu_s[link].get(s, 0.0)
+                sources.add("regression")
+            else:
+                continue
+            d_o, se_o = d_o + d, float(np.hypot(se_o, e))
+            d_m += plan.demand.cpu_s_per_request[link].get(s, 0.0)
+            se_m = float(np.hypot(se_m, plan.demand.standard_error_cpu_s[link].get(s, 0.0)))
+        if not sources or d_o <= 0:
+            continue
+        allowed = max(LINK_FLOOR * d_o, tol.cpu_sigmas * float(np.hypot(se_m, se_o)))
+        out.append(LinkCheck(link=link, model_cpu_s=d_m, model_se_cpu_s=se_m, observed_cpu_s=d_o,
+                             observed_se_cpu_s=se_o, observed_source="+".join(sorted(sources)),
+                             relative_error=d_m / d_o - 1, tolerance_cpu_s=allowed, passed=abs(d_m - d_o) <= allowed))
+    return out
+
+
+def link_frame(v: Validation) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "link": c.link, "plan CPU-ms/req": f"{c.model_cpu_s * 1e3:.4g} ± {c.model_se_cpu_s * 1e3:.2g}",
+        f"{v.validated_run_id} CPU-ms/req": f"{c.observed_cpu_s * 1e3:.4g} ± {c.observed_se_cpu_s * 1e3:.2g} "
+                                            f"({c.observed_source})",
+        "error": "n/a" if c.relative_error is None else f"{c.relative_error:+.0%}",
+        "tolerance": f"±{c.tolerance_cpu_s * 1e3:.2g} CPU-ms", "verdict": "pass" if c.passed else "FAIL",
+    } for c in v.links])
 
 
 def cpu_frame(v: Validation) -> pd.DataFrame:

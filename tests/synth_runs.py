@@ -20,6 +20,7 @@ from gala.contract.histogram import histogram_mean, histogram_percentiles, merge
 from gala.contract.results import (
     ALL,
     CPU_COLUMNS,
+    LINK_CPU_COLUMNS,
     PHASE_LINK_COLUMNS,
     TIMESERIES_COLUMNS,
     GeneratorInfo,
@@ -87,8 +88,19 @@ def write_run(
     saturated: bool = False,
     rate_scale: float = 1.0,
     with_cpu: bool = True,
+    measured_idle: bool = True,
+    sampler_offset_s: float | None = None,
+    link_cpu: str | None = None,
+    overhead_s: float = 0.00003,
 ) -> Path:
-    """Write one synthetic results folder and return its path."""
+    """Write one synthetic results folder and return its path.
+
+    `measured_idle`: run.json says the target's idle CPU was measured before the load (as gala run
+    does), with the true idle. `sampler_offset_s`: the CPU sampler ticked that far into each second and
+    cpu.csv interpolated its samples onto whole seconds (the blur of issue 10), and run.json says the
+    ticks were not aligned; None: ticks on the run's clock. `link_cpu`: the service that attributes its
+    own CPU per link (link_cpu.csv, as the built-in target does): each request's handler is charged
+    its demand minus `overhead_s`, the rest goes unattributed."""
     rng = np.random.default_rng(seed)
     run_id = run_id or f"20260205-120000-{scenario}-{seed:06x}"
     folder = Path(folder) / run_id
@@ -96,9 +108,10 @@ def write_run(
     links = sorted({link for p in phases for link in p.rps}, key=lambda l: (LINKS + [l]).index(l))
 
     ts_rows, cpu_rows, stat_rows, records = [], [], [], []
+    busy_all: dict[str, list[np.ndarray]] = {}
+    counts_all: dict[str, list[np.ndarray]] = {}
     hists: dict[str, dict[str, dict[int, int]]] = {}
     t0, epoch = 0, 1_770_000_000
-    cpu_s_total = {s: 0.0 for s in demand_s}
     for ph in phases:
         records.append(PhaseRecord(
             name=ph.name, planned_start_s=t0, planned_end_s=t0 + ph.duration_s,
@@ -128,13 +141,31 @@ def write_run(
             for svc, d in demand_s.items():
                 busy = idle_cores[svc] + sum(counts[l] * d.get(l, 0.0) for l in links)
                 busy = np.clip(busy + rng.normal(0.0, cpu_noise_cores, size=len(secs)), 0.0, None)
-                for i, t in enumerate(secs):
-                    cpu_s_total[svc] += busy[i]
-                    cpu_rows.append([int(t), epoch + int(t), "target", 100 + list(demand_s).index(svc),
-                                     svc, 100.0 * busy[i], cpu_s_total[svc], 80.0])
-            for t in secs:
-                cpu_rows.append([int(t), epoch + int(t), "generator", 99, "locust", 35.0, 0.0, 60.0])
+                busy_all.setdefault(svc, []).append(busy)
+            for link in links:
+                counts_all.setdefault(link, []).append(counts[link])
         t0 += ph.duration_s
+    if with_cpu:
+        secs = np.arange(t0)
+        for svc in demand_s:
+            busy = np.concatenate(busy_all[svc])
+            if sampler_offset_s is not None:
+                # cumulative CPU read at t + offset, interpolated back onto whole seconds (cpu.csv's rule)
+                cum = np.concatenate([[0.0], np.cumsum(busy)])
+                ticks = np.arange(0, t0) + sampler_offset_s
+                read = np.interp(ticks, np.arange(t0 + 1), cum)
+                edges = np.clip(np.arange(t0 + 1), ticks[0], ticks[-1])
+                busy = np.diff(np.interp(edges, ticks, read))
+                busy[0], busy[-1] = busy[1], busy[-2]  # the edge seconds outside the samples
+            cum = np.cumsum(busy)
+            for i, t in enumerate(secs):
+                cpu_rows.append([int(t), epoch + int(t), "target", 100 + list(demand_s).index(svc),
+                                 svc, 100.0 * busy[i], cum[i], 80.0])
+        for t in secs:
+            cpu_rows.append([int(t), epoch + int(t), "generator", 99, "locust", 35.0, 0.0, 60.0])
+        if link_cpu is not None:
+            _write_link_cpu(folder, links, {l: np.concatenate(counts_all[l]) for l in links},
+                            demand_s[link_cpu], idle_cores[link_cpu], overhead_s, epoch, rng)
 
     total_s = float(t0)
     all_hists = {l: merge_histograms(*(hists[p][l] for p in hists if l in hists[p])) for l in links}
@@ -175,13 +206,31 @@ def write_run(
         scenario=ScenarioRef(name=scenario, sha256=hashlib.sha256(scenario_text.encode()).hexdigest(), seed=seed),
         links=links, critical_links=[l for l in links if l in LINKS],
         target=TargetInfo(url="http://127.0.0.1:1", builtin=True, pids=[100, 101], nodes=nodes,
-                          processes=len(demand_s)),
+                          processes=len(demand_s),
+                          **({"idle": {"cores": dict(idle_cores), "window_s": 2.0, "window_start_s": -3.0}}
+                             if measured_idle and with_cpu else {})),
+        cpu_sampling={"interval_s": 1.0, "aligned_from_s": None if sampler_offset_s is not None else 0.0},
         started_at="2026-02-05T12:00:00Z", ended_at="2026-02-05T12:01:30Z", duration_s=total_s,
         phases=records,
         generator=GeneratorInfo(peak_cpu_percent=95.0 if saturated else 40.0, saturated=saturated),
     )
     (folder / "run.json").write_text(info.model_dump_json(indent=2))
     return folder
+
+
+def _write_link_cpu(folder: Path, links: list[str], counts: dict[str, np.ndarray], demand: dict[str, float],
+                    idle: float, overhead_s: float, epoch: int, rng: np.random.Generator) -> None:
+    """link_cpu.csv of a target that times its handlers: polled at every whole second, and once before."""
+    n = len(next(iter(counts.values())))
+    handler = {l: np.cumsum(counts[l] * max(demand.get(l, 0.0) - overhead_s, 0.0)) for l in links}
+    req = {l: np.cumsum(counts[l]) for l in links}
+    proc = np.cumsum(idle + sum(counts[l] * demand.get(l, 0.0) for l in links) + rng.normal(0, 0.001, n))
+    rows = [[-1.0, epoch - 1.0, 100, "_process", 0, 0.5]]
+    for t in range(n):
+        ts = epoch + t + 1.0
+        rows.append([t + 1.0, ts, 100, "_process", int(sum(req[l][t] for l in links)), 0.5 + idle + proc[t]])
+        rows += [[t + 1.0, ts, 100, l, int(req[l][t]), float(handler[l][t])] for l in links]
+    pd.DataFrame(rows, columns=LINK_CPU_COLUMNS).to_csv(folder / "link_cpu.csv", index=False)
 
 
 def step_phases(capacity_rps: dict[str, float], steps: list[float], base_ms: float = 10.0,

@@ -11,21 +11,23 @@ import importlib
 
 from capacity_model.contracts.base import (BASELINE, PERCENTILE_COLUMNS, Method, Source, finite_or_none,
                                            percentile_column)
-from capacity_model.contracts.spec import (Assumption, CapacitySpec, GrabOnlySpec, LatencyBudget, MixSpec, NodeSpec,
-                                           PeakSpec, RedundancySpec, UncertaintySpec)
+from capacity_model.contracts.spec import (Assumption, CapacitySpec, GrabOnlySpec, IdentificationSpec, LatencyBudget,
+                                           MixSpec, NodeSpec, PeakSpec, RedundancySpec, UncertaintySpec)
 
 __all__ = [
     "BASELINE", "PERCENTILE_COLUMNS", "Method", "Source", "finite_or_none", "percentile_column", "Measurements",
     "Allocation", "DemandFit", "LinkAllocation", "LinkHold", "LinkSizing", "NodeQuantiles", "PeakMix", "PhaseLoad",
     "Plan", "ServiceSizing", "Uncertainty", "USLFit", "WhatIf", "Assumption", "CapacitySpec", "GrabOnlySpec",
-    "LatencyBudget", "MixSpec", "NodeSpec", "PeakSpec", "RedundancySpec", "UncertaintySpec",
+    "LatencyBudget", "MixSpec", "NodeSpec", "PeakSpec", "RedundancySpec", "UncertaintySpec", "IdentificationSpec",
+    "LinkIdentification", "Verdict", "SensitivityRow", "Move", "Reallocation",
 ]
 
 # The measurements and the plan hold pandas frames: imported on first use, so that reading a spec
 # (`gala check`, `gala run`'s checks before any load) does not pay for pandas.
 _LAZY = {"Measurements": "measurements", **{name: "plan" for name in (
     "Allocation", "DemandFit", "LinkAllocation", "LinkHold", "LinkSizing", "NodeQuantiles", "PeakMix", "PhaseLoad",
-    "Plan", "ServiceSizing", "Uncertainty", "USLFit", "WhatIf")}}
+    "Plan", "ServiceSizing", "Uncertainty", "USLFit", "WhatIf", "LinkIdentification", "Verdict", "SensitivityRow",
+    "Move", "Reallocation")}}
 
 
 def __getattr__(name: str):

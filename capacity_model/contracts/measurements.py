@@ -38,6 +38,15 @@ class Measurements:
     scale_usl: dict[str, "USLFit"] = field(default_factory=dict)
     method: dict[str, Method] = field(default_factory=dict)  # per link; missing -> cpu-demand
     notes: list[str] = field(default_factory=list)
+    # issue 10. run_id -> service -> cores the target's processes used in a quiet window before the load
+    # (subtracted in the demand fit instead of a free intercept); missing: not measured
+    idle_cores: dict[str, dict[str, float]] = field(default_factory=dict)
+    # run_id -> seconds per demand-fit window: 1 where CPU ticks were aligned to the counting seconds,
+    # longer where they were not (a longer window dilutes the interpolation blur between neighbours)
+    fit_window_s: dict[str, int] = field(default_factory=dict)
+    fit_from_s: dict[str, float] = field(default_factory=dict)  # run_id -> first aligned second (earlier: blurred)
+    # run_id -> the target's own cumulative CPU per link (link_cpu.csv) with a `service` column (cpu.csv's name)
+    link_cpu: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def method_of(self, link: str) -> Method:
         return self.method.get(link, "cpu-demand")

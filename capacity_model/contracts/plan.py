@@ -25,6 +25,9 @@ class DemandFit(_Result):
     unidentifiable: list[tuple[str, str]] = Field(default_factory=list)  # pairs (link, link or "U0")
     windows: int
     bootstrap_draws: int
+    # service -> True when its idle was measured before the load and subtracted (no intercept fitted)
+    idle_measured: dict[str, bool] = Field(default_factory=dict)
+    window_s: float = 1.0  # seconds per fit window (longer where CPU ticks were not aligned to the counts)
 
     def demand_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.cpu_s_per_request).T.reindex(index=self.links, columns=self.services).fillna(0.0)
@@ -127,12 +130,73 @@ class NodeQuantiles(_Result):
 class Uncertainty(_Result):
     """Monte Carlo node counts: demand from the fit's standard errors, the peak lognormal."""
 
+    # True when several runs were planned together and their spread is in the demands' errors;
+    # False: the band holds one run's own error only (a second run may land outside it)
+    between_runs: bool = False
+
     draws: int
     peak_cv: float
     seed: int
     links: dict[str, NodeQuantiles]
     total: NodeQuantiles
     p_over_budget: float  # share of draws whose total exceeds the node budget
+
+
+class LinkIdentification(_Result):
+    """How well one link's CPU per request is known, where it comes from, and whether the plan sizes it."""
+
+    link: str
+    source: Literal["attributed", "regression", "black-box"]  # attributed: the target's own CPU per link
+    cpu_s_per_request: float  # over the link's services
+    standard_error_cpu_s: float  # within-run error, plus the between-run spread when several runs
+    relative_error: float | None  # standard error / demand (None: no demand)
+    regression_cpu_s: float | None = None  # the regression's figure, the cross-check of an attributed one
+    regression_se_cpu_s: float | None = None
+    agrees: bool | None = None  # attributed and regressed within max(25%, 3 combined standard errors)
+    between_runs_sd_cpu_s: float | None = None  # spread of the per-run demands (several runs)
+    per_run_cpu_s: dict[str, float] = Field(default_factory=dict)
+    identified: bool
+    reason: str = ""  # why it is not identified
+    fix: str = ""  # the run that would identify it
+
+
+class Verdict(_Result):
+    """within budget, short (naming the links) or inconclusive (the budget lies inside the band, or a link
+    could not be sized)."""
+
+    kind: Literal["within budget", "short", "inconclusive"]
+    reason: str
+
+
+class SensitivityRow(_Result):
+    """The plan with one assumed figure changed."""
+
+    figure: str
+    value: str
+    change: str  # "-25%", "+25%"
+    total_nodes: int
+    verdict: str
+
+
+class Move(_Result):
+    zone: int  # where the nodes go, 1-based (1 when the plan has no zones)
+    from_zone: int  # where they come from (the same zone unless a zone had nothing left to give)
+    from_link: str  # "spare": nodes of the fleet no link held; "added": beyond the fleet
+    to_link: str  # "spare": freed, kept in the fleet
+    nodes: int
+
+
+class Reallocation(_Result):
+    """From the allocation in force to the new plan, within the same fleet: the fewest moves, per zone."""
+
+    source: str  # where the allocation in force came from
+    fleet_nodes: int
+    needed_nodes: int
+    moved_nodes: int
+    added_nodes: int  # beyond the fleet: what the fleet lacks
+    fleet_suffices: bool
+    per_link: list[dict]  # link, zone, in force, new, delta
+    moves: list[Move]
 
 
 class PeakMix(_Result):
@@ -191,6 +255,13 @@ class Plan(_Result):
     assumptions: list[Assumption]
     spec: CapacitySpec
     notes: list[str] = Field(default_factory=list)
+    # issue 10: identification per link (refused links are not sized), the verdict, the sensitivity table,
+    # and the week's re-allocation from the grab-only plan's allocation to this one
+    identification: list[LinkIdentification] = Field(default_factory=list)
+    refused: list[str] = Field(default_factory=list)
+    verdict: Verdict | None = None
+    sensitivity: list[SensitivityRow] = Field(default_factory=list)
+    reallocation: Reallocation | None = None
 
     def nodes_per_link(self) -> dict[str, int]:
         return self.allocation.nodes()
@@ -203,7 +274,11 @@ class Plan(_Result):
         a = self.allocation
         per = ", ".join(f"{x.link} {x.nodes}" for x in a.links)
         verdict = "within budget" if a.feasible else f"SHORT: {', '.join(a.short_links)}"
-        return (f"plan: {per}; total {a.total_nodes} of {a.node_budget} nodes "
+        if self.verdict is not None:
+            verdict = {"short": f"SHORT: {', '.join(a.short_links) or self.verdict.reason}",
+                       "inconclusive": "INCONCLUSIVE"}.get(self.verdict.kind, self.verdict.kind)
+        refused = "".join(f", {l} NOT SIZED" for l in self.refused)
+        return (f"plan: {per}{refused}; total {a.total_nodes} of {a.node_budget} nodes "
                 f"(needed {a.required_nodes}; {verdict})")
 
 

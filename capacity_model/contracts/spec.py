@@ -121,6 +121,13 @@ class UncertaintySpec(_Spec):
         return self
 
 
+class IdentificationSpec(_Spec):
+    """When a link's demand counts as identified (issue 10): the plan never sizes a link above this."""
+
+    # a link whose demand's relative standard error exceeds this is refused, named, with the run that would fix it
+    max_relative_error: float = Field(0.25, gt=0)
+
+
 class GrabOnlySpec(_Spec):
     """The 1 February what-if: a plan made for a grab-only mix, held against the measured mix.
 
@@ -158,6 +165,7 @@ class CapacitySpec(_Spec):
     # link -> the services (CPU-measured processes) it passes through; None: those with a fitted demand.
     services: dict[str, list[str]] | None = None
     uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    identification: IdentificationSpec = Field(default_factory=IdentificationSpec)
     grab_only: GrabOnlySpec = Field(default_factory=GrabOnlySpec)
     # which links to plan; None: the run's critical links.
     links: list[str] | None = None

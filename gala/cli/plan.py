@@ -18,7 +18,8 @@ step-load probe (loadtests/scenarios/probe.yaml) for a target whose CPU gala can
 a section of report.md).
 
 """ + exit_codes_help(ExitCode.OK, ExitCode.NODE_BUDGET_SHORT, ExitCode.BAD_INPUT,
-                      ok="the node budget covers every link") + "\n"
+                      ok="a plan within budget, or inconclusive (the budget inside the band, or a link not sized)",
+                      ) + "\n"
 
 
 def register(sub) -> None:
@@ -36,6 +37,9 @@ def register(sub) -> None:
                    help="a results folder of a run at a known allocation: predict its per-phase target CPU "
                         "and latency percentiles from the model fitted on RESULTS_DIR and compare with what "
                         "it measured (writes validation.md and validation.json beside the report)")
+    p.add_argument("--from", dest="from_allocation", type=Path, default=None, metavar="ALLOCATION_CSV",
+                   help="the allocation in force (columns link and nodes_per_zone or nodes, as allocation.csv): the "
+                        "week's re-allocation (moves.csv) starts from it (default: the grab-only plan's allocation)")
     p.set_defaults(func=_run)
 
 
@@ -48,7 +52,7 @@ def _run(args) -> int:
     if args.spec is not None:
         _check_spec(args.spec, args.results_dirs)
     outcome = plan_run(args.results_dirs, spec_path=args.spec, out_dir=args.out, progress=progress,
-                       validate_dir=args.validate)
+                       validate_dir=args.validate, from_allocation=args.from_allocation)
     for warning in outcome.warnings:
         progress(f"warning: {warning}")
     print(outcome.headline)

@@ -15,7 +15,7 @@ class ExitCode(IntEnum):
     OK = 0               # done (a run complete or degraded; a plan within budget or inconclusive; a gate passed)
     RUN_FAILED = 1       # the run could not measure: Locust or the target died, or most requests failed
     BAD_INPUT = 2        # a file, field or option is wrong: one line says where and what was expected
-    NODE_BUDGET_SHORT = 3  # the plan needs more nodes than the node budget (gala plan; gala run --fail-on-short)
+    NODE_BUDGET_SHORT = 3  # the plan's verdict is short: even its band's p5 needs more nodes than the budget
     CLUSTER_ERROR = 4    # the Kubernetes cluster refused or failed (gala swarm)
     BUDGET_BROKEN = 99   # a latency/error budget is broken (gala gate; gala run --budgets), as k6's thresholds
     INTERRUPTED = 130    # stopped by Ctrl-C or SIGTERM; the results folder says "interrupted"
@@ -25,7 +25,7 @@ MEANING = {
     ExitCode.OK: "done",
     ExitCode.RUN_FAILED: "the run failed (Locust or the target died, or most requests failed)",
     ExitCode.BAD_INPUT: "bad input (one line names the file, line or option)",
-    ExitCode.NODE_BUDGET_SHORT: "the plan needs more nodes than the node budget",
+    ExitCode.NODE_BUDGET_SHORT: "the plan's verdict is short: the node budget cannot cover every link, even at the band's p5",
     ExitCode.CLUSTER_ERROR: "the Kubernetes cluster refused or failed",
     ExitCode.BUDGET_BROKEN: "a latency or error budget is broken",
     ExitCode.INTERRUPTED: "stopped by Ctrl-C or SIGTERM",

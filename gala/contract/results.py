@@ -27,6 +27,10 @@ PHASE_LINK_COLUMNS = [
 ]
 TIMESERIES_COLUMNS = ["t_s", "ts", "phase", "link", "requests", "failures", "p50_ms", "p95_ms", "p99_ms"]
 CPU_COLUMNS = ["t_s", "ts", "role", "pid", "name", "cpu_percent", "cpu_s", "rss_mb"]
+# link_cpu.csv (optional): the target's own cumulative CPU per link (GET /admin/cpu), polled during the run;
+# a row with link PROCESS_ROW holds the process's whole CPU and the requests of all its links
+LINK_CPU_COLUMNS = ["t_s", "ts", "pid", "link", "requests", "cpu_s"]
+PROCESS_ROW = "_process"
 
 
 class ResultsError(InputError):
@@ -190,6 +194,14 @@ def load_run_info(folder: str | Path) -> RunInfo:
     if info.format_version != FORMAT_VERSION:
         raise ResultsError(f"{path}: format_version {info.format_version}, this gala reads {FORMAT_VERSION}")
     return info
+
+
+def load_link_cpu(folder: str | Path) -> pd.DataFrame | None:
+    """A run's link_cpu.csv (the target's own CPU per link), or None when the run has none."""
+    path = Path(folder) / "link_cpu.csv"
+    if not path.exists():
+        return None
+    return _read_csv(path, LINK_CPU_COLUMNS)
 
 
 def load_run(folder: str | Path, *, allow_running: bool = False) -> Run:

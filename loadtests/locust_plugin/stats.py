@@ -176,13 +176,14 @@ class GalaStats:
     # ------------------------------------------------------------ live view
 
     def _live_loop(self) -> None:
+        gevent.sleep(0.05)  # once the runner is spawning: gala run learns the run's clock from the first file
         while True:
-            gevent.sleep(1.0)
             try:
                 if self.env.runner.state in ("spawning", "running"):
                     write_json_atomic(self.out / "live.json", self.live())
             except Exception:  # a live view must never stop a run
                 log.exception("gala: could not write live.json")
+            gevent.sleep(1.0)
 
     def live_second(self) -> int:
         """The last second whose counts are complete (a master waits for the workers' reports)."""
@@ -213,7 +214,8 @@ class GalaStats:
 
         classes = getattr(runner, "reported_user_classes_count", None) if isinstance(runner, MasterRunner) \
             else runner.user_classes_count
-        return {"t_s": round(t, 3), "phase": phase, "users": runner.user_count,
+        # the run's clock, so that gala run can tick its CPU sampler on the same whole seconds
+        return {"t_s": round(t, 3), "started_at_epoch": self.timeline.epoch0, "phase": phase, "users": runner.user_count,
                 "user_classes": dict(classes or {}), "rps_second": last_second,
                 "links": view(links), "phase_links": view(phase_links)}
 

@@ -3,7 +3,14 @@
 The thread reads each watched process (and its descendants) about once a second: cumulative
 CPU-seconds, resident memory. At the end the raw samples are interpolated onto whole seconds of
 the run's clock, so a `cpu.csv` row `t_s = k` is the CPU used over [k, k+1): the same second as
-the `timeseries.csv` row `t_s = k`, whatever the sampler's phase or jitter on a loaded machine.
+the `timeseries.csv` row `t_s = k`.
+
+Interpolation alone blurs: a sampler ticking 0.42 s into each second spreads one second's CPU over
+its neighbours (weights ~0.24/0.51/0.24) while request counts stay exact per second, which biased
+demand fits by up to 50% (issue 10). So once the run's clock is known (`align(t0)`), the ticks are
+moved onto its whole seconds and interpolation only absorbs jitter. `idle_cores` measures the
+target's CPU in a quiet window before the load, so the demand fit subtracts a measured idle instead
+of fitting a free intercept that soaks up load.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from gala.contract.results import CPU_COLUMNS
 
 SATURATED_CPU_PERCENT = 90.0  # a generator process above this is not measuring, it is queueing
 SATURATED_SHARE = 0.10        # ... for more than this share of the run's seconds
+ALIGN_LAG_S = 0.002           # an aligned tick reads just after the second's edge (time.time() jitter)
+IDLE_WINDOW_S = 2.0           # the quiet window before the load in which the target's idle CPU is measured
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,13 @@ class CpuSampler(threading.Thread):
         self._procs: dict[int, psutil.Process] = {}
         self._lock = threading.Lock()
         self._halt = threading.Event()
+        self._t0: float | None = None  # the run's clock, once known: ticks fall on its whole seconds
+        self.aligned_at: float | None = None  # epoch of the first tick on the run's clock
         self.samples: list[Sample] = []
+
+    def align(self, t0: float) -> None:
+        """Tick on t0 + k * interval from now on (t0: the run's clock, phases.json's started_at_epoch)."""
+        self._t0 = t0
 
     def watch(self, pid: int, role: str) -> None:
         """Sample `pid` and every process below it under `role` ("target" or "generator")."""
@@ -62,6 +77,15 @@ class CpuSampler(threading.Thread):
             next_at += self.interval_s
             # a late tick is not made up for: interpolation in to_frame() absorbs jitter
             next_at = max(next_at, time.time())
+            if self._t0 is not None:
+                # onto the run's next whole tick, a hair after it so the reading falls inside the new second
+                # (less a millisecond: epoch floats carry ~1e-7 s of error, and a tick exactly due must not
+                # be pushed a whole interval on)
+                k = np.ceil((next_at - self._t0 - ALIGN_LAG_S) / self.interval_s - 1e-3)
+                tick = self._t0 + k * self.interval_s + ALIGN_LAG_S
+                next_at = float(tick)
+                if self.aligned_at is None:
+                    self.aligned_at = tick
             self._halt.wait(next_at - time.time())
         self.sample_once()
 
@@ -142,6 +166,41 @@ def cpu_frame(samples: list[Sample], t0: float, t_end: float) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=CPU_COLUMNS)
     return pd.concat(frames, ignore_index=True).sort_values(["t_s", "role", "pid"])[CPU_COLUMNS]
+
+
+def idle_cores(pids: list[int], window_s: float = IDLE_WINDOW_S) -> dict[str, float]:
+    """Cores busy in each process name (pids and their descendants, summed per name) over a quiet window
+    of `window_s` seconds: the target's idle CPU before any load. Processes that vanish are skipped."""
+    def tree() -> dict[int, psutil.Process]:
+        found: dict[int, psutil.Process] = {}
+        for pid in pids:
+            try:
+                root = psutil.Process(pid)
+                found[pid] = root
+                found.update({c.pid: c for c in root.children(recursive=True)})
+            except psutil.Error:
+                continue
+        return found
+
+    def read(procs: dict[int, psutil.Process]) -> dict[int, tuple[str, float]]:
+        out = {}
+        for pid, p in procs.items():
+            try:
+                t = p.cpu_times()
+                out[pid] = (p.name(), t.user + t.system)
+            except psutil.Error:
+                continue
+        return out
+
+    procs = tree()
+    t_a, before = time.monotonic(), read(procs)
+    time.sleep(window_s)
+    after, t_b = read(procs), time.monotonic()
+    cores: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        if pid in before:
+            cores[name] = cores.get(name, 0.0) + max(cpu - before[pid][1], 0.0) / max(t_b - t_a, 1e-9)
+    return {k: round(v, 5) for k, v in cores.items()}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import psutil
 from gala.contract.atomic import write_csv_atomic, write_json_atomic
 from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
 from loadtests.orchestrator import generator as gen
-from loadtests.orchestrator.cpu import CpuSampler, generator_load, latest_percent
+from loadtests.orchestrator.cpu import CpuSampler, generator_load, idle_cores, latest_percent
+from loadtests.orchestrator.linkcpu import LinkCpuPoller
 from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
@@ -53,6 +54,8 @@ class Runner:
         self.workers: list[Child] = []
         self.external: dict[int, psutil.Process] = {}  # --target-pid processes, watched for exits
         self.sampler = CpuSampler()
+        self.idle: dict[str, Any] | None = None  # the target's idle CPU, measured before the load
+        self.link_cpu: LinkCpuPoller | None = None  # the built-in target's own CPU per link
         self.stop_reason: str | None = None
         self.failure: str | None = None  # why the run could not go on (not the user's input)
         self.signalled = 0
@@ -94,6 +97,7 @@ class Runner:
                 self.failure = str(exc)
                 self.printer.say(f"gala run: {exc}")
             if not self.stop_reason and not self.failure:
+                self._quiet_window()
                 self._start_generator()
                 self._watch()
             self._stop_generator()
@@ -148,6 +152,17 @@ class Runner:
             except psutil.Error:
                 pass  # gone already: its exit is noted with the others'
 
+    def _quiet_window(self) -> None:
+        """The target's idle CPU before any load (the demand fit subtracts it), then the first /admin/cpu poll."""
+        pids = [self.target_child.pid] if self.target_child is not None else list(self.opts.target_pids)
+        if pids:
+            t = time.time()
+            self.idle = {"window_start": round(t, 3), "cores": idle_cores(pids),
+                         "window_s": round(time.time() - t, 3)}
+        if self.builtin and self.url:
+            self.link_cpu = LinkCpuPoller(self.url, self.admin_token)
+            self.link_cpu.poll()
+
     def _start_generator(self) -> None:
         o = self.opts
         margin = max(30.0, 0.2 * self.sc.total_duration_s)
@@ -193,6 +208,8 @@ class Runner:
             next_tick = now + 1.0
             live = read_json(self.run_dir / "live.json")
             self._learn_t0(live)
+            if self.link_cpu is not None:
+                self.link_cpu.poll()
             cpu = latest_percent(self.sampler.samples, "generator")
             self.printer.update(live_line(live, elapsed_s=now - self.launched_at, generator_cpu=cpu,
                                           links=list(self.sc.links)))
@@ -217,7 +234,11 @@ class Runner:
 
     def _learn_t0(self, live: dict | None) -> None:
         phases = read_json(self.run_dir / "phases.json")
+        if not (phases and phases.get("started_at_epoch")) and live and live.get("started_at_epoch"):
+            phases = live  # while the run goes on, live.json carries the run's clock (phases.json comes at the end)
         if phases and phases.get("started_at_epoch"):
+            if self.t0 != float(phases["started_at_epoch"]):
+                self.sampler.align(float(phases["started_at_epoch"]))  # CPU ticks on the counting seconds
             self.t0 = float(phases["started_at_epoch"])
         elif self.t0 is None and live and "t_s" in live:
             self.t0 = time.time() - float(live["t_s"])
@@ -264,6 +285,8 @@ class Runner:
         self.main.kill_group()
         self._note_exits()
         self.t_end = self.main.exited_at or time.time()
+        if self.link_cpu is not None and (self.target_child is None or self.target_child.alive()):
+            self.link_cpu.poll()  # after the load, before the scenario's admin calls
         # a master gone means workers lose it; they notice only after a 60 s heartbeat, so help them
         deadline = time.time() + (0 if self.signalled >= 2 else WORKER_GRACE_S)
         for w in self.workers:
@@ -346,6 +369,8 @@ class Runner:
         t_end = self.t_end or time.time()
         cpu = self.sampler.to_frame(t0, t_end)
         write_csv_atomic(self.run_dir / "cpu.csv", cpu)
+        if self.link_cpu is not None and self.link_cpu.rows:
+            write_csv_atomic(self.run_dir / "link_cpu.csv", self.link_cpu.frame(t0))
         load = generator_load(cpu, t_end - t0)
 
         code = self.main.proc.returncode if self.main is not None else None
@@ -372,6 +397,13 @@ class Runner:
             "stopped_by": (phases_json or {}).get("stopped_by"),
         })
         info["target"].update(pids=target_pids, processes=max(1, len(target_pids)))
+        if self.idle is not None:
+            idle = dict(self.idle)
+            info["target"]["idle"] = {"cores": idle["cores"], "window_s": idle["window_s"],
+                                      "window_start_s": round(idle["window_start"] - t0, 3)}
+        info["cpu_sampling"] = {"interval_s": self.sampler.interval_s,
+                                "aligned_from_s": None if self.sampler.aligned_at is None
+                                else round(self.sampler.aligned_at - t0, 3)}
         info["generator"].update(
             peak_cpu_percent=load.peak_cpu_percent, saturated=load.saturated,
             pids=self.sampler.pids("generator"), saturated_pids=load.saturated_pids,
