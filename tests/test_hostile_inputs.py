@@ -84,6 +84,8 @@ SPEC_CASES = {
     "draws 1e10": ("  draws: 1000", "  draws: 1e10", "uncertainty.draws: expected a number <= 20000"),
     "latency budget .inf": ("grab:  {percentile: 99, latency_ms: 200}", "grab:  {percentile: 99, latency_ms: .inf}",
                             "latency_budgets.grab.latency_ms: expected a finite number"),
+    "max_relative_error nan": ("max_relative_error: 0.25", "max_relative_error: .nan",
+                               "identification.max_relative_error: expected a finite number"),
     "grab_only.link naming no link": ("  link: grab", "  link: grib", "grab_only.link: unknown link 'grib'"),
     "empty file": (None, "", "the file is empty"),
     "tag on a mapping": ("node:\n", "node: !!python/object/apply:os.system\n", "explicit tag"),
