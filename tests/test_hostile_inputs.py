@@ -73,6 +73,7 @@ SCENARIO_CASES = {
     "deep nesting": (None, "a: " + "[" * 5000 + "]" * 5000 + "\n", "not valid YAML"),
     "deep block nesting": (None, "".join("  " * i + f"k{i}:\n" for i in range(600)), "nested more than"),
     "binary": (None, "name: feb1\n\x00\x01\x02", "a NUL byte"),
+    "not UTF-8 on line 3": (None, b"name: x\nseed: 1\ndescription: \xff\n", "bad.yaml:3: not UTF-8"),
 }
 
 SPEC_CASES = {
@@ -117,7 +118,7 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 @pytest.mark.parametrize("case", SCENARIO_CASES)
 def test_gala_check_refuses_a_hostile_scenario(tmp_path, capsys, case):
     old, new, expected = SCENARIO_CASES[case]
-    bad = write(tmp_path, "bad.yaml", edit(SCENARIO, old, new))
+    bad = write(tmp_path, "bad.yaml", new if isinstance(new, bytes) else edit(SCENARIO, old, new))
     refused(capsys, ["check", str(bad), "--quiet"], bad, expected)
 
 
