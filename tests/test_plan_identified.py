@@ -273,3 +273,18 @@ def test_a_run_too_short_to_regress_is_planned_from_the_targets_own_attribution(
     for link, truth in DEMAND_S["api"].items():
         assert plan.demand.cpu_s_per_request[link]["api"] == pytest.approx(truth, rel=0.05)
     assert not plan.refused and set(plan.nodes_per_link()) == {"grab", "share", "chat"}
+
+
+def test_a_calibration_run_serves_the_fit_not_the_nights_mix(tmp_path):
+    from capacity_model.runs import service_name
+
+    rehearsal = write_run(tmp_path / "r", RAMPS, seed=51, link_cpu="api")
+    calibration = write_run(tmp_path / "c", [SynthPhase("chat-alone", 20, {"chat": 2000}),
+                                             SynthPhase("grab-alone", 20, {"grab": 3000})],
+                            seed=52, scenario="calibrate", link_cpu="api")
+    plan = plan_run([rehearsal, calibration], spec_path=spec_file(tmp_path), out_dir=tmp_path / "plan").plan
+    assert set(plan.mix.rate_per_s) == {p.name for p in RAMPS}  # the calibration's phases are not the night
+    assert plan.demand.windows > 90  # but its seconds are in the fit
+    # one program started as python3 in one run and python in another is one service
+    assert service_name("python3") == service_name("python3.11") == service_name("python") == "python"
+    assert service_name("redis-server") == "redis-server"
