@@ -73,6 +73,22 @@ def _per_run(m: Measurements, seed: int) -> dict[str, DemandFit]:
     return out
 
 
+def _attributed_only(m: Measurements, attributed: Attributed, why: InputError) -> DemandFit:
+    """A DemandFit of the attributed demands alone (zeros where none), when the regression cannot run;
+    re-raises `why` when some service has no attribution at all."""
+    services = list(m.busy_cores.columns)
+    if not services or any(s not in attributed.cpu_s for s in services):
+        raise why
+    links = list(m.throughput.columns)
+    zero = {l: {s: 0.0 for s in services} for l in links}
+    return DemandFit(links=links, services=services, cpu_s_per_request=zero, standard_error_cpu_s=zero,
+                     baseline_busy_cores={s: sum(m.idle_cores.get(r, {}).get(s, 0.0) for r in m.idle_cores)
+                                          / max(len(m.idle_cores), 1) for s in services},
+                     r2={s: 0.0 for s in services}, residual_std_cores={s: 0.0 for s in services},
+                     condition_number=0.0, windows=0, bootstrap_draws=0,
+                     idle_measured={s: bool(m.idle_cores) for s in services})
+
+
 def _between_sd(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) >= 2 else None
 
@@ -80,13 +96,21 @@ def _between_sd(values: list[float]) -> float | None:
 def identify(spec: CapacitySpec, m: Measurements, links: list[str]) -> tuple[DemandFit, list[LinkIdentification], list[str]]:
     """The demand the plan sizes from, each cpu-demand link's identification, and notes for the report."""
     notes: list[str] = []
-    fit = regress(m, seed=spec.uncertainty.seed)
+    attributed = attributed_demand(m.link_cpu, m.idle_cores) if m.link_cpu else Attributed()
+    try:
+        fit = regress(m, seed=spec.uncertainty.seed)
+    except InputError as exc:
+        # too few windows to regress (a very short run): the target's own attribution may still cover it
+        fit = _attributed_only(m, attributed, exc)
+        notes.append(f"demand: no regression cross-check ({exc}); the target's own CPU per link only")
     fit, floored = floor_zero_demands(fit, m.throughput, m.busy_cores)
+    # a link the target attributes does not rest on the regression's zero
+    floored = {l: d for l, d in floored.items()
+               if not any(l in attributed.cpu_s.get(s, {}) for s in fit.services)}
     for link, d in floored.items():
         notes.append(f"demand: {link}'s CPU could not be separated from the other links' in these runs (the fit "
                      f"gave 0); its requests are costed at the run's pooled CPU per request, "
                      f"{d * 1e3:.3g} CPU-ms ± 100%")
-    attributed = attributed_demand(m.link_cpu, m.idle_cores) if m.link_cpu else Attributed()
     per_run = _per_run(m, spec.uncertainty.seed)
 
     D, SE = fit.demand_frame(), fit.standard_error_frame()
@@ -115,10 +139,13 @@ def identify(spec: CapacitySpec, m: Measurements, links: list[str]) -> tuple[Dem
         per_run_total[link] = runs if len(runs) >= 2 else {}
         spread[link] = _between_sd(list(runs.values())) if len(runs) >= 2 else None
     if any(v for v in source.values() if v == "attributed"):
-        overhead = ", ".join(f"{s} {o * 1e3:.3g} CPU-ms" for s, o in attributed.overhead_cpu_s.items())
-        notes.append(f"demand: taken from the target's own CPU per link (link_cpu.csv: handler CPU per request "
-                     f"plus an equal share per request of what no handler was charged for, after idle: {overhead}); "
-                     "the regression is the cross-check")
+        overhead = ", ".join(f"{s} {o * 1e3:.3g} CPU-ms per request on average, "
+                             + ("regressed per link over the target's polls" if attributed.overhead_regressed.get(s)
+                                else "spread equally (the polls could not separate the links)")
+                             for s, o in attributed.overhead_cpu_s.items())
+        notes.append(f"demand: taken from the target's own CPU per link (link_cpu.csv: handler CPU per request plus "
+                     f"what no handler was charged for, after idle: {overhead}); the regression over cpu.csv is the "
+                     "cross-check")
     final = fit.model_copy(update={
         "cpu_s_per_request": {l: {s: float(D.loc[l, s]) for s in fit.services} for l in fit.links},
         "standard_error_cpu_s": {l: {s: float(SE.loc[l, s]) for s in fit.services} for l in fit.links},

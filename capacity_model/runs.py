@@ -10,6 +10,7 @@ saturated, audit failed). Black-box links (no target CPU) get their per-node cap
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from gala.contract.results import ALL, Run, load_link_cpu, load_run
 # A run whose scenario name starts with this is a step-load probe: its steps give black-box
 # capacities, not the night's mix (see loadtests/scenarios/probe.yaml).
 PROBE_PREFIX = "probe"
+# A run whose scenario name starts with this is a calibration (loadtests/scenarios/calibrate.yaml): its
+# windows serve the demand fit, its phases are not the night's mix.
+CALIBRATION_PREFIX = "calibrat"
 LATENCY_COLUMNS = ["p50", "p90", "p95", "p99"]
 # seconds per demand-fit window for a run whose CPU ticks were not aligned to the counting seconds:
 # interpolation moves ~a quarter of a second's CPU into each neighbour, which over 5 s windows leaks
@@ -48,8 +52,9 @@ class RunSet:
 
     @property
     def mix_runs(self) -> list[Run]:
-        """Runs whose phases make the night's mix: every run but the step-load probes (all, if only probes)."""
-        rehearsals = [r for r in self.runs if not is_probe(r)]
+        """Runs whose phases make the night's mix: every run but the step-load probes and the calibrations
+        (their phases move links apart to measure them, not as the night will: all runs, if only those)."""
+        rehearsals = [r for r in self.runs if not is_probe(r) and not is_calibration(r)]
         return rehearsals or self.runs
 
     @property
@@ -59,6 +64,10 @@ class RunSet:
 
 def is_probe(run: Run) -> bool:
     return run.info.scenario.name.lower().startswith(PROBE_PREFIX)
+
+
+def is_calibration(run: Run) -> bool:
+    return run.info.scenario.name.lower().startswith(CALIBRATION_PREFIX)
 
 
 def read_runs(paths: list[Path]) -> RunSet:
@@ -142,10 +151,17 @@ def _busy_cores(run: Run) -> pd.DataFrame:
     target = cpu[cpu["role"] == "target"]
     if target.empty:
         return pd.DataFrame(index=pd.Index([], name="t_s", dtype=int))
+    target = target.assign(name=target["name"].map(service_name))
     wide = target.pivot_table(index="t_s", columns="name", values="cpu_percent", aggfunc="sum") / 100.0
     wide.columns = [str(c) for c in wide.columns]
     wide.index = wide.index.astype(int)
     return wide
+
+
+def service_name(process_name: str) -> str:
+    """A process name as a service: an interpreter's version suffix dropped (python3, python3.11 -> python),
+    so that runs whose target was started through another launcher plan as one service."""
+    return re.sub(r"^(python|pypy)[\d.]*$", r"\1", str(process_name))
 
 
 def _window_phase(run: Run, seconds: np.ndarray) -> np.ndarray:
@@ -163,7 +179,7 @@ def _windows(runset: RunSet) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, lis
         x, u = _throughput(run), _busy_cores(run)
         parts.append((run, x, u))
         target = run.cpu[run.cpu["role"] == "target"]
-        for name, pids in target.groupby("name")["pid"].nunique().items():
+        for name, pids in target.assign(name=target["name"].map(service_name)).groupby("name")["pid"].nunique().items():
             if pids > 1:
                 notes.append(f"{run.run_id}: {pids} target processes named {name} are pooled as one service "
                              "(replicas of one program: their CPU adds up into one demand per request)")
@@ -343,7 +359,10 @@ def _read_cpu_extras(run: Run, m: Measurements) -> None:
     extra = run.info.target.model_extra or {}
     idle = (extra.get("idle") or {}).get("cores")
     if isinstance(idle, dict) and idle:
-        m.idle_cores[run.run_id] = {str(k): float(v) for k, v in idle.items()}
+        cores: dict[str, float] = {}
+        for k, v in idle.items():
+            cores[service_name(str(k))] = cores.get(service_name(str(k)), 0.0) + float(v)
+        m.idle_cores[run.run_id] = cores
     sampling = (run.info.model_extra or {}).get("cpu_sampling") or {}
     aligned_from = sampling.get("aligned_from_s")
     # aligned from the load's first seconds: 1 s windows after that; aligned late (or never): longer windows
@@ -354,7 +373,7 @@ def _read_cpu_extras(run: Run, m: Measurements) -> None:
         m.fit_window_s[run.run_id] = UNALIGNED_FIT_WINDOW_S
     frame = load_link_cpu(run.path)
     if frame is not None and not frame.empty:
-        names = run.cpu[run.cpu["role"] == "target"].drop_duplicates("pid").set_index("pid")["name"]
+        names = run.cpu[run.cpu["role"] == "target"].drop_duplicates("pid").set_index("pid")["name"].map(service_name)
         frame = frame.copy()
         frame["service"] = frame["pid"].map(names).fillna("target").astype(str)
         m.link_cpu[run.run_id] = frame

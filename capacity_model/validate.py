@@ -339,13 +339,24 @@ def validate(plan: Plan, model: Measurements, observed: Measurements, *, observe
     )
 
 
-LINK_FLOOR = 0.05  # a per-link check never asks for better than 5%
+# without a Monte Carlo band: a link's demand may miss by 1.645 of its standard errors (the p5-p95
+# half-width), or by cpu_relative (15%: the drift of CPU per request between runs of one target)
+LINK_BAND_Z = 1.645
+
+
+def _band_half_width(plan: Plan, link: str) -> float | None:
+    """The relative half-width of the link's p5-p95 node band: how far the plan itself says it may be off."""
+    q = plan.uncertainty.links.get(link) if plan.uncertainty is not None else None
+    if q is None or q.p50 <= 0:
+        return None
+    return (q.p95 - q.p5) / (2.0 * q.p50)
 
 
 def link_checks(plan: Plan, observed: Measurements, tol: Tolerance) -> list[LinkCheck]:
-    """Each sized link's CPU per request against the validated run's own figure for it. Tolerance:
-    max(5%, cpu_sigmas x the combined standard error): within the band the plan claims, so two runs
-    whose demands (and hence plans) differ by more than their errors do not both pass."""
+    """Each sized link's CPU per request against the validated run's own figure for it. Tolerance: the
+    relative half-width of the link's own p5-p95 node band (nodes scale with demand), so two runs whose
+    plans differ by more than the band do not both pass; without a band, max(cpu_relative, LINK_BAND_Z
+    standard errors)."""
     if plan.demand is None:
         return []
     common = [s for s in plan.demand.services if s in observed.busy_cores.columns]
@@ -374,7 +385,8 @@ def link_checks(plan: Plan, observed: Measurements, tol: Tolerance) -> list[Link
             se_m = float(np.hypot(se_m, plan.demand.standard_error_cpu_s[link].get(s, 0.0)))
         if not sources or d_o <= 0:
             continue
-        allowed = max(LINK_FLOOR * d_o, tol.cpu_sigmas * float(np.hypot(se_m, se_o)))
+        half = _band_half_width(plan, link)
+        allowed = half * d_m if half is not None else max(tol.cpu_relative * d_m, LINK_BAND_Z * se_m)
         out.append(LinkCheck(link=link, model_cpu_s=d_m, model_se_cpu_s=se_m, observed_cpu_s=d_o,
                              observed_se_cpu_s=se_o, observed_source="+".join(sorted(sources)),
                              relative_error=d_m / d_o - 1, tolerance_cpu_s=allowed, passed=abs(d_m - d_o) <= allowed))

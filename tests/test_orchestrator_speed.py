@@ -65,7 +65,9 @@ def test_half_a_core_does_the_same_work_per_cpu_second():
           f"{record.throttled_s:.2f} s")
     assert 0.8 <= per_cpu <= 1.25                    # per CPU-second the limit does not show ...
     assert record.throttled_periods >= TURNS         # ... though it held the process back
-    assert per_wall <= 0.7                           # ... and per wall second it shows (about 0.5)
+    # ... and it never had more than its half core per wall second (a bound another process's load cannot
+    # break, unlike comparing with the free child, which shares its core with whatever else runs there)
+    assert float(np.median(held_cpu / held_wall)) <= 0.6
     assert len(held.checksums | free.checksums) == 1
 
 

@@ -217,3 +217,74 @@ def test_gala_run_exit_code_per_verdict(tmp_path, capsys, monkeypatch, budget, f
     monkeypatch.setattr(runner, "run", lambda opts: RunOutcome(run_dir=run, info=load_run_info(run), exit_code=0))
     got = main(["run", "--quiet", "--spec", str(spec), *(["--fail-on-short"] if fail_on_short else [])])
     assert got == code, capsys.readouterr().out
+
+
+def test_the_calibration_scenario_moves_every_critical_link_independently():
+    """loadtests/scenarios/calibrate.yaml (what a refused link's fix names): its phases' intended rates
+    give a design in which no two critical links move together and each is alone at 3+ rates or paired
+    at 2+ ratios."""
+    from capacity_model.demand import COLLINEAR_CORR, ILL_CONDITIONED
+    from loadtests.scenario import load_scenario
+
+    sc = load_scenario(Path(__file__).resolve().parent.parent / "loadtests" / "scenarios" / "calibrate.yaml")
+    rates = pd.DataFrame([p.intended_rps for p in sc.planned_phases()]).fillna(0.0)
+    critical = [l for l in sc.critical_links]
+    X = rates[critical].to_numpy()
+    corr = np.corrcoef(X, rowvar=False)
+    assert np.abs(corr[np.triu_indices(len(critical), 1)]).max() < COLLINEAR_CORR
+    scaled = X / np.linalg.norm(X, axis=0)
+    assert np.linalg.cond(scaled) < ILL_CONDITIONED / 3
+    for link in ("grab", "chat"):
+        alone = rates[(rates[link] > 0) & (rates.drop(columns=link).sum(axis=1) == 0)][link]
+        assert alone.nunique() >= 3, link
+    share = rates[rates["share"] > 0]
+    assert (share["grab"] / share["share"]).round(2).nunique() >= 2
+
+
+def test_cpu_sampler_ticks_on_the_run_clock_once_aligned():
+    """After align(t0), the sampler reads just after each whole second of the run's clock, so cpu.csv's
+    seconds hold that second's CPU and not a blend of its neighbours (issue 10's blur)."""
+    import os
+    import time
+
+    from loadtests.orchestrator.cpu import CpuSampler
+
+    sampler = CpuSampler(interval_s=0.5)
+    sampler.watch(os.getpid(), "target")
+    t0 = time.time() - 0.37  # a run clock 0.37 s out of phase with the sampler's start
+    sampler.start()
+    sampler.align(t0)
+    time.sleep(2.8)
+    sampler.stop()
+    assert sampler.aligned_at is not None
+    late = [s.ts for s in sampler.samples if s.ts >= sampler.aligned_at - 1e-6]
+    phase = [((ts - t0) % 0.5) for ts in late[:-1]]  # the last one is the stop's own read
+    assert len(phase) >= 3 and max(phase) < 0.1, phase
+
+
+def test_a_run_too_short_to_regress_is_planned_from_the_targets_own_attribution(tmp_path):
+    phases = [SynthPhase("grab", 2, {"grab": 3000, "share": 300, "chat": 100}),
+              SynthPhase("share", 2, {"grab": 800, "share": 1500, "chat": 600})]
+    # one service, which attributes its CPU per link; four seconds: too few windows for 3 links
+    run = write_run(tmp_path, phases, seed=41, link_cpu="api", demand_s={"api": DEMAND_S["api"]},
+                    idle_cores={"api": 0.04})
+    plan = plan_run([run], spec_path=spec_file(tmp_path), out_dir=tmp_path / "plan").plan
+    assert any("no regression cross-check" in n for n in plan.notes)
+    for link, truth in DEMAND_S["api"].items():
+        assert plan.demand.cpu_s_per_request[link]["api"] == pytest.approx(truth, rel=0.05)
+    assert not plan.refused and set(plan.nodes_per_link()) == {"grab", "share", "chat"}
+
+
+def test_a_calibration_run_serves_the_fit_not_the_nights_mix(tmp_path):
+    from capacity_model.runs import service_name
+
+    rehearsal = write_run(tmp_path / "r", RAMPS, seed=51, link_cpu="api")
+    calibration = write_run(tmp_path / "c", [SynthPhase("chat-alone", 20, {"chat": 2000}),
+                                             SynthPhase("grab-alone", 20, {"grab": 3000})],
+                            seed=52, scenario="calibrate", link_cpu="api")
+    plan = plan_run([rehearsal, calibration], spec_path=spec_file(tmp_path), out_dir=tmp_path / "plan").plan
+    assert set(plan.mix.rate_per_s) == {p.name for p in RAMPS}  # the calibration's phases are not the night
+    assert plan.demand.windows > 90  # but its seconds are in the fit
+    # one program started as python3 in one run and python in another is one service
+    assert service_name("python3") == service_name("python3.11") == service_name("python") == "python"
+    assert service_name("redis-server") == "redis-server"

@@ -128,7 +128,7 @@ class IdentificationSpec(_Spec):
     """When a link's demand counts as identified (issue 10): the plan never sizes a link above this."""
 
     # a link whose demand's relative standard error exceeds this is refused, named, with the run that would fix it
-    max_relative_error: float = Field(0.25, gt=0)
+    max_relative_error: float = Field(0.25, gt=0, le=100, allow_inf_nan=False)
 
 
 class GrabOnlySpec(_Spec):

@@ -2,13 +2,14 @@
 `link_cpu.csv`, so the capacity model can take each link's CPU per request from what the target
 attributed, not only regress it from totals (issue 10). Plain urllib: this runs in the `gala` process.
 
-One poll before the load (after the idle window), one a second while it runs, one after it stops,
-before the scenario's admin calls. Rows are cumulative counters, one per (poll, process, link), plus a
+One poll before the load (after the idle window), one a second while it runs (a thread of its own),
+one after it stops, before the scenario's admin calls. Rows are cumulative counters, one per (poll, process, link), plus a
 `_process` row per process with its whole CPU; results/README.md documents the file.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 from urllib.parse import urljoin
@@ -22,15 +23,31 @@ POLL_TIMEOUT_S = 2.0
 GIVE_UP_AFTER = 3  # consecutive failed polls: the target does not offer /admin/cpu (or is gone)
 
 
-class LinkCpuPoller:
-    """Cumulative per-link handler CPU and requests of every target process, as the target reports them."""
+class LinkCpuPoller(threading.Thread):
+    """Cumulative per-link handler CPU and requests of every target process, as the target reports them.
+    Its own thread, so a slow target never holds up the run's main loop (live line, abort checks)."""
 
-    def __init__(self, url: str, token: str | None, path: str = "/admin/cpu"):
+    def __init__(self, url: str, token: str | None, path: str = "/admin/cpu", interval_s: float = 1.0):
+        super().__init__(name="gala-link-cpu", daemon=True)
         self.url = urljoin(url, path)
         self.token = token
+        self.interval_s = interval_s
         self.rows: list[list] = []
         self.failures = 0
         self.enabled = True
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval_s):
+            self.poll()
+
+    def stop(self) -> None:
+        """Stop polling and take one last reading (after the load, before the scenario's admin calls)."""
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=POLL_TIMEOUT_S + 1)
+        self.poll()
 
     def poll(self) -> bool:
         if not self.enabled:
@@ -46,21 +63,26 @@ class LinkCpuPoller:
         self.failures = 0
         now = time.time()
         procs = reply.get("processes") or {str(reply.get("process", {}).get("pid", 0)): reply}
+        rows = []
         for pid, rep in procs.items():
             proc = rep.get("process", {})
             at = float(proc.get("at") or now)
             links = rep.get("links", {})
-            self.rows.append([at, int(pid), PROCESS_ROW, sum(int(v.get("requests", 0)) for v in links.values()),
-                              float(proc.get("cpu_s", 0.0))])
-            self.rows += [[at, int(pid), str(link), int(v.get("requests", 0)), float(v.get("handler_cpu_s", 0.0))]
-                          for link, v in links.items()]
+            rows.append([at, int(pid), PROCESS_ROW, sum(int(v.get("requests", 0)) for v in links.values()),
+                         float(proc.get("cpu_s", 0.0))])
+            rows += [[at, int(pid), str(link), int(v.get("requests", 0)), float(v.get("handler_cpu_s", 0.0))]
+                     for link, v in links.items()]
+        with self._lock:
+            self.rows += rows
         return True
 
     def frame(self, t0: float) -> pd.DataFrame:
         """The rows on the run's clock (t_s = seconds since t0; before the load it is negative)."""
-        if not self.rows:
+        with self._lock:
+            rows = list(self.rows)
+        if not rows:
             return pd.DataFrame(columns=LINK_CPU_COLUMNS)
-        df = pd.DataFrame(self.rows, columns=["ts", "pid", "link", "requests", "cpu_s"])
+        df = pd.DataFrame(rows, columns=["ts", "pid", "link", "requests", "cpu_s"])
         # a process publishes its report once a second: the same report seen twice is one row
         df = df.drop_duplicates(["ts", "pid", "link"])
         df["t_s"] = (df["ts"] - t0).round(3)

@@ -56,6 +56,7 @@ class Runner:
         self.sampler = CpuSampler()
         self.idle: dict[str, Any] | None = None  # the target's idle CPU, measured before the load
         self.link_cpu: LinkCpuPoller | None = None  # the built-in target's own CPU per link
+        self.store_pid: int | None = None  # the shared store's redis-server, when on this machine
         self.stop_reason: str | None = None
         self.failure: str | None = None  # why the run could not go on (not the user's input)
         self.signalled = 0
@@ -106,6 +107,8 @@ class Runner:
             return self._finish(audit)
         finally:
             self.sampler.stop()
+            if self.link_cpu is not None and self.link_cpu.is_alive():
+                self.link_cpu.stop()
             for child in self.children:
                 child.kill_group()  # no orphans, whatever happened above
             if self.cpu_limit is not None:
@@ -132,6 +135,7 @@ class Runner:
                 store_pid = store_server_pid(self.opts.target_store)
                 if store_pid is not None:
                     self.sampler.watch(store_pid, "target")  # the shared store is part of the system under test
+                    self.store_pid = store_pid
                 self.printer.say(f"gala run: built-in target on {self.url}: {len(target.workers)} processes "
                                  f"(pids {' '.join(map(str, target.workers))}) sharing {redact(self.opts.target_store)}"
                                  f"{f' (redis-server pid {store_pid})' if store_pid else ''} (log: target.log)")
@@ -155,6 +159,7 @@ class Runner:
     def _quiet_window(self) -> None:
         """The target's idle CPU before any load (the demand fit subtracts it), then the first /admin/cpu poll."""
         pids = [self.target_child.pid] if self.target_child is not None else list(self.opts.target_pids)
+        pids += [self.store_pid] if self.store_pid is not None else []
         if pids:
             t = time.time()
             self.idle = {"window_start": round(t, 3), "cores": idle_cores(pids),
@@ -186,6 +191,8 @@ class Runner:
         for child in [self.main, *self.workers]:
             self.sampler.watch(child.pid, "generator")
         self.sampler.start()  # after every spawn: forking beside a running thread is not safe
+        if self.link_cpu is not None:
+            self.link_cpu.start()
         if o.web_port is not None:
             self.printer.say(f"gala run: Locust's web UI on http://127.0.0.1:{o.web_port} (driven by the "
                              f"scenario's shape; it stays up {gen.WEB_UI_LINGER_S} s after the last phase)")
@@ -208,8 +215,6 @@ class Runner:
             next_tick = now + 1.0
             live = read_json(self.run_dir / "live.json")
             self._learn_t0(live)
-            if self.link_cpu is not None:
-                self.link_cpu.poll()
             cpu = latest_percent(self.sampler.samples, "generator")
             self.printer.update(live_line(live, elapsed_s=now - self.launched_at, generator_cpu=cpu,
                                           links=list(self.sc.links)))
@@ -285,8 +290,8 @@ class Runner:
         self.main.kill_group()
         self._note_exits()
         self.t_end = self.main.exited_at or time.time()
-        if self.link_cpu is not None and (self.target_child is None or self.target_child.alive()):
-            self.link_cpu.poll()  # after the load, before the scenario's admin calls
+        if self.link_cpu is not None:
+            self.link_cpu.stop()  # and a last reading: after the load, before the scenario's admin calls
         # a master gone means workers lose it; they notice only after a 60 s heartbeat, so help them
         deadline = time.time() + (0 if self.signalled >= 2 else WORKER_GRACE_S)
         for w in self.workers:

@@ -212,8 +212,9 @@ def scenario_faults(path: str | Path, *, duration_scale: float = 1.0, seed: int 
     try:
         data_bytes = read_bytes(path, "scenario")
         raw, lines = parse_marked(data_bytes.decode("utf-8"), str(path))
-    except UnicodeDecodeError:
-        return None, [f"{path}:1: not UTF-8 text; expected a YAML scenario"]
+    except UnicodeDecodeError as exc:
+        line = data_bytes[:exc.start].count(b"\n") + 1
+        return None, [f"{path}:{line}: not UTF-8 text; expected a YAML scenario"]
     except InputError as exc:
         return None, [str(exc)]
     if not isinstance(raw, dict):

@@ -37,7 +37,8 @@ class DropSchedule(_Strict):
     first_at_s: float = Field(1.0, ge=0, le=WEEK_S, allow_inf_nan=False,
                               description="seconds after start when the first drop opens")
     duration_s: float = Field(5.0, gt=0, le=WEEK_S, allow_inf_nan=False, description="how long each drop window stays open")
-    interval_s: float = Field(6.0, ge=0.01, le=WEEK_S, allow_inf_nan=False,
+    # at least 0.5 s: an idle hour then opens at most 7,200 slots, which the next grab materialises at once
+    interval_s: float = Field(6.0, ge=0.5, le=WEEK_S, allow_inf_nan=False,
                               description="seconds from one drop's opening to the next")
     count: int | None = Field(None, ge=0, le=1_000_000, description="number of drops; null repeats for as long as the target runs")
     # A list is cycled drop by drop. Short, frequent drops mean that even a rehearsal shortened to
