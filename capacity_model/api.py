@@ -15,9 +15,9 @@ import numpy as np
 
 from capacity_model.contracts import Assumption, CapacitySpec, Measurements, Plan
 from capacity_model.moves import read_allocation
-from capacity_model.heldout import (HeldOut, load_adjustment, node_speed, operating_points, run_cores, run_speed,
-                                    validate_knee)
-from capacity_model.heldout import assumptions as heldout_assumptions
+from capacity_model.anchor import assumptions as anchor_assumptions
+from capacity_model.anchor import load_adjustment, node_speed, run_cores, run_speed
+from capacity_model.heldout import HeldOut, operating_points, validate_knee
 from capacity_model.scaleout import knee_points, scale_out
 from capacity_model.knee_report import is_knee_search, load_knee
 from capacity_model.operating import operating_blocks
@@ -87,7 +87,7 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
         in_force = read_allocation(Path(from_allocation), spec.redundancy.zones)
     plan = make_plan(spec, m, in_force=in_force, in_force_source=str(from_allocation) if in_force else None, load=load)
     plan.operating_points = operating_points(plan, m, spec.node.cores * spec.node.speed_vs_measured, load.source, load)
-    plan.assumptions += heldout_assumptions(load, plan.links, spec.utilization_ceiling)
+    plan.assumptions += anchor_assumptions(load, plan.links, spec.utilization_ceiling)
     if scaled is not None:
         plan.assumptions.append(Assumption(figure="node.capacity", value=f"node.speed_vs_measured "
                                            f"{spec.node.speed_vs_measured:.3g}", source="run", note=scaled))

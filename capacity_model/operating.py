@@ -9,7 +9,8 @@ import pandas as pd
 
 from capacity_model.charts import _figure, _png
 from capacity_model.contracts import Plan
-from capacity_model.heldout import HeldOut, LoadAdjust
+from capacity_model.anchor import LoadAdjust
+from capacity_model.heldout import HeldOut
 from gala.contract.document import Block, Bullets, Chart, Heading, Para, Table
 
 

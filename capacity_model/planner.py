@@ -23,7 +23,7 @@ from capacity_model.contracts import (
     WhatIf,
     percentile_column,
 )
-from capacity_model.heldout import LoadAdjust, adjust_fit
+from capacity_model.anchor import LoadAdjust, adjust_fit
 from capacity_model.identify import identify
 from capacity_model.moves import per_zone, reallocate
 from capacity_model.sensitivity import sensitivity

@@ -11,8 +11,8 @@ import pytest
 
 from capacity_model.contracts import DemandFit
 from capacity_model.contracts.knee import KneeSearch, KneeStep, MixKnee
-from capacity_model.heldout import (LoadAdjust, adjust_fit, load_adjustment, mix_demand, operating_point,
-                                    speed_ratio)
+from capacity_model.anchor import LoadAdjust, adjust_fit, load_adjustment, mix_demand, speed_ratio
+from capacity_model.heldout import operating_point
 from capacity_model.knee import KneeConfig, generator_saturated, next_rate, summarize
 from capacity_model.loaddemand import fit_load_demand
 
