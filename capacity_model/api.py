@@ -22,7 +22,8 @@ from capacity_model.scaleout import knee_points, scale_out
 from capacity_model.knee_report import is_knee_search, load_knee
 from capacity_model.operating import operating_blocks
 from capacity_model.planner import make_plan
-from capacity_model.report import ReportInputs, headline, write_report
+from capacity_model.report import ReportInputs, write_report
+from capacity_model.summary import headline
 from capacity_model.runs import RunSet, measure, read_runs
 from capacity_model.spec import load_spec
 from capacity_model.validate import Validation, validate
