@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from capacity_model.contracts import Allocation, Move, Reallocation
+from capacity_model.contracts.spec import MAX_NODES
 from gala.contract.errors import InputError
 
 SPARE, ADDED = "spare", "added"
@@ -44,11 +45,11 @@ def read_allocation(path: Path, zones: int) -> dict[str, list[int]]:
             else:
                 n = int(float(row["nodes"]))
                 values = [n // zones + (1 if z < n % zones else 0) for z in range(zones)]
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, OverflowError):
             raise InputError(f"{line}: expected whole node counts for link {row['link']!r}") from None
-        if len(values) != zones or min(values) < 0:
-            raise InputError(f"{line}: expected {zones} non-negative node counts (one per zone) for {row['link']!r}, "
-                             f"got {per or row.get('nodes')}")
+        if len(values) != zones or min(values) < 0 or sum(values) > MAX_NODES:
+            raise InputError(f"{line}: expected {zones} node counts (one per zone), each >= 0 and {MAX_NODES:,} in "
+                             f"all at most, for {row['link']!r}, got {per or row.get('nodes')}")
         out[str(row["link"])] = values
     return out
 

@@ -171,11 +171,13 @@ def test_moves_csv_from_an_allocation_file(tmp_path, capsys):
     new = plan_nodes = {a["link"]: a["nodes"] for a in plan["allocation"]["links"]}
     assert set(moves["to_link"]) - {"spare"} <= set(plan_nodes) and new
     assert "re-allocation" in (tmp_path / "out" / "report.md").read_text().lower()
-    bad = tmp_path / "bad.csv"
-    bad.write_text("link,nodes\ngrab,lots\n")
-    assert main(["plan", str(run), "--spec", str(spec_file(tmp_path)), "--from", str(bad),
-                 "--out", str(tmp_path / "o2")]) == 2
-    assert "bad.csv:2" in capsys.readouterr().err
+    capsys.readouterr()
+    for value in ("lots", "inf", "1e30", "-3"):  # inf once escaped as an OverflowError traceback
+        bad = tmp_path / "bad.csv"
+        bad.write_text(f"link,nodes\ngrab,{value}\n")
+        assert main(["plan", str(run), "--spec", str(spec_file(tmp_path)), "--from", str(bad),
+                     "--out", str(tmp_path / "o2")]) == 2, value
+        assert "bad.csv:2" in capsys.readouterr().err, value
 
 
 def test_validate_per_link_fails_a_wrong_split(tmp_path):
@@ -203,19 +205,20 @@ def test_validate_per_link_fails_a_wrong_split(tmp_path):
     (None, True, 0),       # inconclusive is not short
     (100_000, True, 0),    # within budget
 ])
-def test_gala_run_exit_code_per_verdict(tmp_path, capsys, monkeypatch, budget, fail_on_short, code):
-    """`gala run` (its CLI, the rehearsal replaced by a synthetic folder) exits 0 whatever the plan says,
-    3 only with --fail-on-short and a verdict of short."""
+def test_gala_run_exit_code_per_verdict(tmp_path, capsys, budget, fail_on_short, code):
+    """`gala run` after its rehearsal (here a synthetic folder written by gala's own writers) exits 0
+    whatever the plan says, 3 only with --fail-on-short and a verdict of short."""
+    from gala.cli import build_parser
+    from gala.cli.run import after_run
     from gala.contract.results import load_run_info
-    from loadtests.orchestrator import runner
     from loadtests.orchestrator.options import RunOutcome
 
     run = write_run(tmp_path, RAMPS, seed=15)
     if budget is None:
         budget = plan_run([run], spec_path=spec_file(tmp_path), out_dir=tmp_path / "probe").plan.allocation.required_nodes
     spec = spec_file(tmp_path, f"node_budget: {budget}\n")
-    monkeypatch.setattr(runner, "run", lambda opts: RunOutcome(run_dir=run, info=load_run_info(run), exit_code=0))
-    got = main(["run", "--quiet", "--spec", str(spec), *(["--fail-on-short"] if fail_on_short else [])])
+    args = build_parser().parse_args(["run", "--quiet", "--spec", str(spec), *(["--fail-on-short"] if fail_on_short else [])])
+    got = after_run(RunOutcome(run_dir=run, info=load_run_info(run), exit_code=0), args)
     assert got == code, capsys.readouterr().out
 
 

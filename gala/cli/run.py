@@ -192,6 +192,11 @@ def main(args) -> int:
         command=["gala", *sys.argv[1:]], users_scale=scale, spawn_rate=args.spawn_rate,
         run_time_s=args.run_time, metrics_port=args.metrics_port, otel=args.otel, web_port=args.web_ui,
     ))
+    return after_run(outcome, args)
+
+
+def after_run(outcome, args) -> int:
+    """Plan and gate a finished run as the options ask; the exit code of the whole `gala run`."""
     if outcome.exit_code == ExitCode.INTERRUPTED or outcome.info.status == "failed":
         return outcome.exit_code
     code = outcome.exit_code
