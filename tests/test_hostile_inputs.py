@@ -11,7 +11,6 @@ case); a few run as real subprocesses. Property-based fuzzing of the same loader
 from __future__ import annotations
 
 import re
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -152,8 +151,9 @@ def test_the_default_files_are_accepted(capsys):
 
 
 @pytest.mark.parametrize("loader", ["scenario", "spec", "budgets", "target"])
-def test_a_billion_laughs_is_refused_fast_and_small(tmp_path, loader):
-    """The 363-byte file that took over 60 s and 4.8 GB in each loader: refused in milliseconds."""
+@pytest.mark.timeout(30)
+def test_a_billion_laughs_is_refused_without_expanding(tmp_path, loader):
+    """The 363-byte file that took over 60 s and 4.8 GB in each loader: refused before it expands."""
     from capacity_model.spec import load_spec
     from gala.contract.errors import InputError
     from gala.gate.budgets import load_budgets
@@ -163,13 +163,13 @@ def test_a_billion_laughs_is_refused_fast_and_small(tmp_path, loader):
     load = {"scenario": load_scenario, "spec": load_spec, "budgets": load_budgets, "target": load_config}[loader]
     bad = write(tmp_path, "laughs.yaml", LAUGHS)
     tracemalloc.start()
-    t0 = time.perf_counter()
     with pytest.raises(InputError, match=rf"{re.escape(str(bad))}:\d+: .*aliases expand"):
         load(bad)
-    seconds, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
+    peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    # bounds 50x above what it takes (~10 ms, ~1 MB): this is the blow-up check, not a speed test
-    assert seconds < 1.0 and peak < 50e6, (seconds, peak)
+    # memory, not time, shows the blow-up (50x above the ~1 MB it takes; the expansion took 4.8 GB);
+    # the timeout mark catches a hang, and benchmarks/fuzz.py measures the time
+    assert peak < 50e6, peak
 
 
 def test_a_file_over_the_size_limit_is_refused_without_reading_it_all(tmp_path, capsys):

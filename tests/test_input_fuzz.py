@@ -6,7 +6,6 @@ cases per loader, a few seconds each; benchmarks/fuzz.py runs 10,000+ per loader
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import pytest
@@ -38,14 +37,14 @@ def test_every_mutant_is_accepted_or_cleanly_refused(tmp_path, name):
 
 
 @pytest.mark.parametrize("big", list(big_files()))
-def test_a_file_just_under_the_size_limit_stays_small_and_fast(tmp_path, big):
-    """The worst shapes of a file under 1 MiB, through the scenario loader: bounded memory and time
-    (bounds far above the measured ~0.2 s and ~30 MB: a blow-up check, not a speed test)."""
+@pytest.mark.timeout(60)
+def test_a_file_just_under_the_size_limit_stays_small(tmp_path, big):
+    """The worst shapes of a file under 1 MiB, through the scenario loader: bounded memory
+    (a bound far above the measured ~30 MB: a blow-up check, not a speed test)."""
     path = tmp_path / "big.yaml"
     path.write_bytes(big_files()[big])
     tracemalloc.start()
-    t0 = time.perf_counter()
     check_case(LOADERS["scenario"], path)
-    seconds, peak = time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]
+    peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert peak < 200e6 and seconds < 10, (peak, seconds)
+    assert peak < 200e6, peak  # the time is benchmarks/fuzz.py's to measure; the timeout mark catches a hang
