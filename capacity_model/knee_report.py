@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from capacity_model.contracts.knee import KneeSearch, MixKnee
 from gala.contract.atomic import write_text_atomic
 from gala.contract.errors import InputError
+from gala.contract.yamlfile import describe_error, field_path, pydantic_loc
 
 KNEE_FILE = "knee.json"
 
@@ -25,9 +26,11 @@ def load_knee(folder: Path) -> KneeSearch:
         return KneeSearch.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise InputError(f"{folder}: no {KNEE_FILE}; expected a knee search folder (gala probe)") from None
-    except (ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path}: not a knee search ({first})") from None
+    except ValidationError as exc:  # (a ValueError too: caught first)
+        err = exc.errors()[0]
+        raise InputError(f"{path}: {field_path(pydantic_loc(err))}: {describe_error(err, KneeSearch)}") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: not a knee search: not valid JSON ({exc})") from None
 
 
 def _f(x: float | None, fmt: str = ".0f", none: str = "—") -> str:

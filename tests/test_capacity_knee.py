@@ -186,3 +186,25 @@ def test_two_machines_runs_plan_the_same_service_alike_in_speed_units(tmp_path):
     naive = plan_run([tmp_path / "slow" / "20260205-120000-feb1-slow"], spec_path=bare, out_dir=tmp_path / "naive").plan
     assert naive.sizing_of("grab").nodes_for_utilization == pytest.approx(2 * fast.sizing_of("grab").nodes_for_utilization,
                                                                            rel=0.02)
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("node_cores", -1, "node_cores: expected a number > 0"),
+    ("ceiling", 7, "ceiling: expected a number <= 1"),
+    ("wall_s", "soon", "wall_s:"),
+])
+def test_a_hand_edited_knee_json_is_refused_with_its_field(tmp_path, field, value, says):
+    """knee.json is read back by `gala plan RUN KNEE`: a number out of range is one line naming the field."""
+    import json
+
+    from capacity_model.knee_report import KNEE_FILE, load_knee
+    from gala.contract.errors import InputError
+
+    doc = json.loads(_knee(0.3).model_dump_json())
+    doc[field] = value
+    (tmp_path / KNEE_FILE).write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=rf"knee.json: {says}"):
+        load_knee(tmp_path)
+    (tmp_path / KNEE_FILE).write_text('{"mixes": [')
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_knee(tmp_path)

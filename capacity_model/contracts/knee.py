@@ -9,6 +9,7 @@ from pydantic import Field
 
 from capacity_model.contracts.base import _Result
 
+MAX_CORES = 4096.0  # the largest node a spec may declare (node.cores)
 StopReason = Literal["budget", "ceiling", "saturated", "generator", "time", "max-rate", "target-exited"]
 
 
@@ -26,9 +27,9 @@ class KneeStep(_Result):
     link_latency_ms: dict[str, float]   # per critical link, the budget's percentile (p99 without a budget)
     link_error_ratio: dict[str, float]
     broken_links: list[str]             # over their latency budget or above the error ceiling
-    target_cpu_cores: float | None = None   # mean busy cores of the target's processes (None: unknown)
-    utilization: float | None = None        # target_cpu_cores / node cores (the CPU limit)
-    cpu_ms_per_request: float | None = None  # target CPU per achieved critical request (other links' cost included)
+    target_cpu_cores: float | None = Field(None, ge=0, le=MAX_CORES)   # mean busy cores of the target's processes (None: unknown)
+    utilization: float | None = Field(None, ge=0, le=100)        # target_cpu_cores / node cores (the CPU limit)
+    cpu_ms_per_request: float | None = Field(None, ge=0, le=1e6)  # target CPU per achieved critical request (other links' cost included)
     generator_cpu_percent: float = 0.0      # the busiest generator process, mean over the window
     speed_units_per_cpu_s: float | None = None  # the machine's speed reference around the step
     window_s: float = Field(ge=0)
@@ -43,16 +44,16 @@ class MixKnee(_Result):
 
     mix: str
     fractions: dict[str, float]         # each critical link's share of the mix's requests
-    node_cores: float | None            # cores of the node measured (the CPU limit), None if unknown
-    ceiling: float
+    node_cores: float | None = Field(gt=0, le=MAX_CORES)  # cores of the node measured (the CPU limit), None if unknown
+    ceiling: float = Field(gt=0, le=1)
     steps: list[KneeStep]
     stop_reason: StopReason
-    rps_at_ceiling: float | None = None     # total critical req/s per node where CPU reaches the ceiling
+    rps_at_ceiling: float | None = Field(None, ge=0)     # total critical req/s per node where CPU reaches the ceiling
     ceiling_interpolated: bool = False      # between two measured steps (linear in utilization)
     rps_at_budget: float | None = None      # the highest measured rate with every link within budget
     budget_lower_bound: bool = False        # no step broke a budget: the figure is at least this
-    rps_at_saturation: float | None = None  # the most the node carried (utilization near 1, or the top step)
-    cpu_ms_at_ceiling: float | None = None  # CPU per request at the ceiling (interpolated like the rate)
+    rps_at_saturation: float | None = Field(None, ge=0)  # the most the node carried (utilization near 1, or the top step)
+    cpu_ms_at_ceiling: float | None = Field(None, ge=0)  # CPU per request at the ceiling (interpolated like the rate)
     link_rps_at_ceiling: dict[str, float] = Field(default_factory=dict)
     link_rps_at_budget: dict[str, float] = Field(default_factory=dict)
     link_latency_ms_at_ceiling: dict[str, float] = Field(default_factory=dict)  # from the step nearest it
@@ -69,14 +70,14 @@ class KneeSearch(_Result):
     scenario: str
     target: str                               # "builtin", "costed", or the URL
     target_processes: int = 1
-    cpu_limit_cores: float | None = None
-    node_cores: float | None = None
-    ceiling: float
+    cpu_limit_cores: float | None = Field(None, gt=0, le=MAX_CORES)
+    node_cores: float | None = Field(None, gt=0, le=MAX_CORES)
+    ceiling: float = Field(gt=0, le=1)
     budgets: dict[str, dict[str, float]]      # link -> {percentile, latency_ms}
     started_at: str
     ended_at: str
-    wall_s: float
-    speed_units_per_cpu_s: float | None = None  # median of the steps' speed references
+    wall_s: float = Field(ge=0)
+    speed_units_per_cpu_s: float | None = Field(None, gt=0, le=1e9)  # median of the steps' speed references
     mixes: list[MixKnee]
     stopped: str | None = None                # why the whole search stopped early (a generator's knee, a signal)
 
