@@ -22,6 +22,7 @@ With --lock, each command runs under `flock FILE` (so that load tests sharing th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -98,21 +99,6 @@ def measure(name: str, target_args: list[str], run_args: list[str], probe_args: 
     return rows
 
 
-class Costed:
-    """benchmarks/costed_target.py as a process on a free port."""
-
-    def __init__(self, growth: float):
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "costed_target.py"), "--port", "0",
-                                      "--cost", "/grab=4.0", "--growth", str(growth)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.url = self.proc.stdout.readline().split()[-1]
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lock", help="run each load under `flock FILE`")
@@ -139,21 +125,17 @@ def main() -> int:
     if args.only in (None, "costed"):
         scenario = out / "costed.yaml"
         sys.path.insert(0, str(REPO / "benchmarks"))
-        from costed_target import scenario_yaml
+        from costed_target import scenario_yaml, started
 
         scenario.write_text(scenario_yaml([("low", 10, 10), ("grab", 12, 20)]))
         spec = out / "costed-spec.yaml"
         spec.write_text(COSTED_SPEC)
-        target = None if args.replan else Costed(args.growth)
-        try:
-            common = [] if target is None else ["--scenario", str(scenario), "--host", target.url, "--target-pid",
-                                                str(target.proc.pid), "--target-cpu-limit", "0.5"]
+        with contextlib.nullcontext((None, None)) if args.replan else started({"/grab": 4.0}, args.growth) as (url, pid):
+            common = [] if url is None else ["--scenario", str(scenario), "--host", url, "--target-pid", str(pid),
+                                             "--target-cpu-limit", "0.5"]
             rows += measure(f"costed growth {args.growth:g}@0.5", common, [],
                             ["--phase", "grab", "--start-rps", "40", "--max-time", "75", "--step-s", "5", "--warm-s", "1.5"], spec,
                             out, args.lock, log, args.replan)
-        finally:
-            if target is not None:
-                target.close()
     speed_rows = speed_units(out, args.lock, log) if args.only in (None, "speed") and not args.replan else []
     (out / "accuracy.json").write_text(json.dumps({"knees": rows, "speed_units": speed_rows}, indent=2))
     print(textwrap.dedent(f"""\

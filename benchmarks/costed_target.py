@@ -5,7 +5,7 @@ A thread-per-request HTTP server on 127.0.0.1 where each path burns a set CPU ti
 CPU, not wall time. With `--growth G` the burn grows with the requests in flight, as a service
 with locks or coherency costs does: cost = base × (1 + G × (in_flight − 1)).
 
-Runs as a program (tests and benchmarks start it as a subprocess and sample its pid):
+Runs as a program (tests and benchmarks start it with `started()`, as a subprocess whose pid they sample):
     python benchmarks/costed_target.py --port 0 --cost /grab=1.0 --cost /share=2.5 [--growth 0.05]
 It prints `serving on http://127.0.0.1:PORT` once listening. Any other path answers 404; every
 reply is a small JSON body.
@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -97,6 +100,28 @@ def scenario_yaml(phases: list[tuple[str, float, int]], *, rate_per_s: float = 2
     return (f"name: costed\nseed: {seed}\ntarget: {{url: \"http://127.0.0.1:1\"}}\nlinks:\n  grab: {{critical: true}}\n"
             f"users:\n  Grabber:\n    rate_per_s: {rate_per_s}\n    pacing: poisson\n    requests:\n"
             f"      - {{method: POST, path: /grab, link: grab}}\nphases:\n{rows}\n")
+
+
+@contextmanager
+def started(costs_ms: dict[str, float], growth: float = 0.0, timeout_s: float = 30.0):
+    """This target as a process on a free loopback port: yields (url, pid); killed afterwards."""
+    argv = [sys.executable, __file__, "--port", "0", "--growth", str(growth)]
+    for path, ms in costs_ms.items():
+        argv += ["--cost", f"{path}={ms}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline, line = time.monotonic() + timeout_s, ""
+        while time.monotonic() < deadline and "http://" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        if "http://" not in line:
+            raise RuntimeError(f"the costed target did not start: {line!r}")
+        yield line.split()[-1], proc.pid
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def parse_cost(text: str) -> tuple[str, float]:

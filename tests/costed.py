@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,12 +38,9 @@ def serving(argv: list[str], what: str = "server"):
         proc.wait(timeout=10)
 
 
-@contextmanager
 def costed_target(*costs: str, growth: float = 0.0):
-    """The costed target on a free loopback port: yields (url, pid)."""
-    argv = [sys.executable, str(COSTED), "--port", "0", *[a for c in costs for a in ("--cost", c)], "--growth", str(growth)]
-    with serving(argv, "costed target") as served:
-        yield served
+    """The costed target on a free loopback port (`costs` as PATH=CPU_MS): a context yielding (url, pid)."""
+    return costed_module.started({p: float(ms) for p, ms in (c.split("=") for c in costs)}, growth=growth)
 
 
 def grab_scenario(path: Path, phases: list[tuple[str, float, int]], *, rate_per_s: float = 2.0) -> Path:

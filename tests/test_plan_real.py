@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 from capacity_model.api import plan_run
-from conftest import REPO, gala
+from conftest import gala
+from costed import costed_module
 from gala.contract.results import load_run
 
 pytestmark = pytest.mark.timeout(240)
@@ -58,17 +56,8 @@ uncertainty: {draws: 300}
 
 @pytest.fixture(scope="module")
 def costed_target():
-    args = [sys.executable, str(REPO / "benchmarks" / "costed_target.py"), "--port", "0"]
-    for path, ms in COSTS_MS.items():
-        args += ["--cost", f"{path}={ms}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert "http://" in line, f"costed target did not start: {line!r}"
-        yield line.split()[-1], proc.pid
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with costed_module.started(COSTS_MS) as served:
+        yield served
 
 
 def calibrate(url: str, pid: int, path: str, connections: int = 12, per_connection: int = 30) -> float:
