@@ -17,7 +17,8 @@ import pytest
 from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.speed import BENCHMARK, REPEATS, UNITS, BatchChild, SpeedRef, measure
 
-TURNS, TURN_UNITS = 12, 4_000
+TURNS, TURN_UNITS = 12, 10_000  # 75-110 ms of CPU a turn at 90,000-134,000 units per CPU-second
+PERIOD_S, TICK_S = 0.020, 0.010  # the limit's CFS period; the longest scheduler tick (HZ=100)
 
 
 def _measure_in_child() -> subprocess.Popen:
@@ -45,12 +46,12 @@ def test_two_measurements_agree_within_their_own_spread():
 
 def test_half_a_core_does_the_same_work_per_cpu_second():
     """Two children on one core take turns, one under a 0.5-core cgroup, so both see the same spells
-    of this machine's speed. Each turn (~50-100 ms of CPU) spans several of the limit's 20 ms periods
+    of this machine's speed. Each turn (~75-110 ms of CPU) spans several of the limit's 20 ms periods
     (so the quota binds in every turn) and is short enough that few pairs of turns straddle a change
     of speed (so the median pair does not)."""
     cpu = {max(os.sched_getaffinity(0))}
     try:
-        with CpuLimit(0.5, period_us=20_000) as limit, BatchChild(cpu) as held, BatchChild(cpu) as free:
+        with CpuLimit(0.5, period_us=round(PERIOD_S * 1e6)) as limit, BatchChild(cpu) as held, BatchChild(cpu) as free:
             limit.apply(held.pid)
             turns = [(held.run(TURN_UNITS), free.run(TURN_UNITS)) for _ in range(TURNS)]
             record = limit.record()
@@ -66,8 +67,11 @@ def test_half_a_core_does_the_same_work_per_cpu_second():
     assert 0.8 <= per_cpu <= 1.25                    # per CPU-second the limit does not show ...
     assert record.throttled_periods >= TURNS         # ... though it held the process back
     # ... and it never had more than its half core per wall second (a bound another process's load cannot
-    # break, unlike comparing with the free child, which shares its core with whatever else runs there)
-    assert float(np.median(held_cpu / held_wall)) <= 0.6
+    # break, unlike comparing with the free child, which shares its core with whatever else runs there).
+    # A turn may open on a period's unspent quota (half of 20 ms) and overrun by up to a scheduler tick
+    # (10 ms at HZ=100) before the throttle lands: a ratio bound (<= 0.6) failed in CI at 0.606 for that.
+    overshoot_s = held_cpu - 0.5 * held_wall
+    assert float(np.median(overshoot_s)) <= 0.5 * PERIOD_S + TICK_S
     assert len(held.checksums | free.checksums) == 1
 
 
