@@ -391,37 +391,3 @@ def link_checks(plan: Plan, observed: Measurements, tol: Tolerance) -> list[Link
                              observed_se_cpu_s=se_o, observed_source="+".join(sorted(sources)),
                              relative_error=d_m / d_o - 1, tolerance_cpu_s=allowed, passed=abs(d_m - d_o) <= allowed))
     return out
-
-
-def link_frame(v: Validation) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "link": c.link, "plan CPU-ms/req": f"{c.model_cpu_s * 1e3:.4g} ± {c.model_se_cpu_s * 1e3:.2g}",
-        f"{v.validated_run_id} CPU-ms/req": f"{c.observed_cpu_s * 1e3:.4g} ± {c.observed_se_cpu_s * 1e3:.2g} "
-                                            f"({c.observed_source})",
-        "error": "n/a" if c.relative_error is None else f"{c.relative_error:+.0%}",
-        "tolerance": f"±{c.tolerance_cpu_s * 1e3:.2g} CPU-ms", "verdict": "pass" if c.passed else "FAIL",
-    } for c in v.links])
-
-
-def cpu_frame(v: Validation) -> pd.DataFrame:
-    """The CPU checks as a table for people (the report's and validation.md's)."""
-    return pd.DataFrame([{
-        "phase": c.phase, "service": c.service, "seconds": c.windows,
-        "predicted cores": f"{c.predicted_cores:.3f} ± {c.predicted_se_cores:.3f}",
-        "measured cores": f"{c.measured_cores:.3f} ± {c.measured_se_cores:.3f}",
-        "predicted / measured util.": f"{c.predicted_utilization:.0%} / {c.measured_utilization:.0%}",
-        "error": f"{c.error_cores:+.3f}" + (f" ({c.relative_error:+.0%})" if c.relative_error is not None else ""),
-        "tolerance": f"±{c.tolerance_cores:.3f}", "verdict": "pass" if c.passed else "FAIL",
-    } for c in v.cpu])
-
-
-def latency_frame(v: Validation) -> pd.DataFrame:
-    def ms(x):
-        return "n/a" if x is None else f"{x:.1f}"
-    return pd.DataFrame([{
-        "phase": c.phase, "link": c.link, "percentile": f"p{c.percentile:g}", "req/s": round(c.rate_per_s, 1),
-        "model util.": f"{c.utilization:.0%}", "predicted ms": ms(c.predicted_ms), "measured ms": ms(c.measured_ms),
-        "error": "n/a" if c.error_ms is None else f"{c.error_ms:+.1f} ms",
-        "verdict": {True: "pass", False: "FAIL", None: f"n/a: {c.why}"}[c.passed],
-    } for c in v.latency], columns=["phase", "link", "percentile", "req/s", "model util.", "predicted ms",
-                                    "measured ms", "error", "verdict"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from gala.contract.errors import ExitCode
-from gala.contract.results import RunInfo
+from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
 from loadtests.orchestrator.options import RunOptions
 from loadtests.orchestrator.table import phase_table
 from loadtests.scenario import DEFAULT_SCENARIO
@@ -111,3 +111,11 @@ def display_path(path: Path) -> str:
         if path.is_relative_to(base):
             return str(path.relative_to(base))
     return str(path)
+
+
+def read_phase_link_stats(run_dir: Path) -> pd.DataFrame:
+    """The run's phase_link_stats.csv as far as Locust wrote it; empty when it wrote none."""
+    try:
+        return pd.read_csv(run_dir / "phase_link_stats.csv")
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        return pd.DataFrame(columns=PHASE_LINK_COLUMNS)

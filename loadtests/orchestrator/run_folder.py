@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import secrets
 import shutil
+import socket
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 from gala.contract.atomic import write_json_atomic
 from gala.contract.results import RunInfo
+from loadtests.target.launch import redact
 
 
 def iso_utc(epoch: float) -> str:
@@ -88,3 +91,39 @@ def write_run_json(run_dir: Path, info: dict[str, Any]) -> RunInfo:
     model = RunInfo.model_validate(info)
     write_json_atomic(run_dir / "run.json", model.model_dump(mode="json"))
     return model
+
+
+def target_record(opts, sc, url: str | None, builtin: bool, limit=None) -> dict[str, Any]:
+    """run.json's `target`: what was measured, how it was started, and the CPU limit it ran under."""
+    return {
+        "url": url or "builtin", "builtin": builtin, "pids": opts.target_pids,
+        "nodes": opts.target_nodes, "processes": max(1, len(opts.target_pids)),
+        "injected_faults": [*sc.target.inject, *opts.inject] if builtin else [],
+        **({"store": redact(opts.target_store), "target_processes": opts.target_processes}
+           if builtin and opts.target_store else {}),
+        **({"cores_per_node": opts.target_cores_per_node} if opts.target_cores_per_node is not None else {}),
+        **(limit.as_run_json() if limit is not None else {}),
+    }
+
+
+def machine_record(speed_start, speed_end) -> dict[str, Any]:
+    """run.json's `machine`: the host and its speed reference at the run's start and end."""
+    return {"hostname": socket.gethostname(), "cpus": os.cpu_count(),
+            "cpu_model": speed_start.cpu_model if speed_start else "",
+            "speed_ref_start": speed_start.as_run_json() if speed_start else None,
+            "speed_ref_end": speed_end.as_run_json() if speed_end else None}
+
+
+def scenario_record(sc, opts, shown_path: str) -> dict[str, Any]:
+    """run.json's `scenario`: which file, its hash and seed, and how the command line scaled it."""
+    return {"name": sc.name, "path": shown_path, "sha256": sc.sha256, "seed": sc.seed,
+            **({"users_scale": sc.users_scale} if sc.users_scale != 1 else {}),
+            **({"spawn_rate": opts.spawn_rate} if opts.spawn_rate else {}),
+            **({"run_time_s": opts.run_time_s} if opts.run_time_s else {})}
+
+
+def generator_record(opts, mode: str) -> dict[str, Any]:
+    """run.json's `generator` as known before the load (its CPU and exit code are added after)."""
+    return {"mode": mode, "processes": 1 + opts.workers + opts.remote_workers,
+            "workers": opts.workers or opts.remote_workers,
+            "locust_version": versions()["locust"], "hostname": socket.gethostname()}

@@ -9,25 +9,26 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import time
 from typing import Any
 
-import pandas as pd
 import psutil
 
 from gala.contract.atomic import write_csv_atomic, write_json_atomic
-from gala.contract.results import PHASE_LINK_COLUMNS, RunInfo
+from gala.contract.results import RunInfo
 from loadtests.orchestrator import generator as gen
 from loadtests.orchestrator.cpu import CpuSampler, generator_load, idle_cores, latest_percent
 from loadtests.orchestrator.linkcpu import LinkCpuPoller
 from loadtests.orchestrator.cpulimit import CpuLimit, CpuLimitError
 from loadtests.orchestrator.live import LivePrinter, live_line
 from loadtests.orchestrator.options import RunOptions, RunOutcome, builtin_config, check_options
-from loadtests.orchestrator.outcome import display_path, failed_ratio, generator_mode, print_report, run_status
+from loadtests.orchestrator.outcome import (display_path, failed_ratio, generator_mode, print_report,
+                                            read_phase_link_stats, run_status)
 from loadtests.orchestrator import speed
 from loadtests.orchestrator.procs import Child
-from loadtests.orchestrator.run_folder import create_run_dir, iso_utc, merge_phases, read_json, versions, write_run_json
+from loadtests.orchestrator.run_folder import (create_run_dir, generator_record, iso_utc, machine_record,
+                                               merge_phases, read_json, scenario_record, target_record, versions,
+                                               write_run_json)
 from loadtests.orchestrator.target_control import AdminCall, TargetError, after_run, start_builtin, store_server_pid
 from loadtests.target.launch import redact
 from loadtests.scenario import load_scenario
@@ -332,34 +333,17 @@ class Runner:
         return {
             "run_id": self.run_dir.name,
             "status": status,
-            "scenario": {"name": sc.name, "path": display_path(self.opts.scenario), "sha256": sc.sha256,
-                         "seed": sc.seed,
-                         **({"users_scale": sc.users_scale} if sc.users_scale != 1 else {}),
-                         **({"spawn_rate": self.opts.spawn_rate} if self.opts.spawn_rate else {}),
-                         **({"run_time_s": self.opts.run_time_s} if self.opts.run_time_s else {})},
+            "scenario": scenario_record(sc, self.opts, display_path(self.opts.scenario)),
             "duration_scale": self.opts.duration_scale,
             "links": list(sc.links),
             "critical_links": sc.critical_links,
-            "target": {
-                "url": self.url or "builtin", "builtin": self.builtin, "pids": self.opts.target_pids,
-                "nodes": self.opts.target_nodes, "processes": max(1, len(self.opts.target_pids)),
-                "injected_faults": [*sc.target.inject, *self.opts.inject] if self.builtin else [],
-                **({"store": redact(self.opts.target_store), "target_processes": self.opts.target_processes}
-                   if self.builtin and self.opts.target_store else {}),
-                **({"cores_per_node": self.opts.target_cores_per_node}
-                   if self.opts.target_cores_per_node is not None else {}),
-                **(self.cpu_limit.record().as_run_json() if self.cpu_limit is not None else {}),
-            },
+            "target": target_record(self.opts, sc, self.url, self.builtin,
+                                    self.cpu_limit.record() if self.cpu_limit is not None else None),
             "started_at": iso_utc(self.created_at),
             "phases": merge_phases(self.planned, None),
-            "generator": {"mode": generator_mode(self.opts),
-                          "processes": 1 + self.opts.workers + self.opts.remote_workers, "workers": self.opts.workers or self.opts.remote_workers,
-                          "locust_version": versions()["locust"], "hostname": socket.gethostname()},
+            "generator": generator_record(self.opts, generator_mode(self.opts)),
             "versions": versions(),
-            "machine": {"hostname": socket.gethostname(), "cpus": os.cpu_count(),
-                        "cpu_model": self.speed_start.cpu_model if self.speed_start else "",
-                        "speed_ref_start": self.speed_start.as_run_json() if self.speed_start else None,
-                        "speed_ref_end": self.speed_end.as_run_json() if self.speed_end else None},
+            "machine": machine_record(self.speed_start, self.speed_end),
             "command": self.opts.command,
         }
 
@@ -379,7 +363,7 @@ class Runner:
         load = generator_load(cpu, t_end - t0)
 
         code = self.main.proc.returncode if self.main is not None else None
-        stats = self._read_stats()
+        stats = read_phase_link_stats(self.run_dir)
         status, reason, exit_code = run_status(
             stop_reason=self.stop_reason, signalled=bool(self.signalled), generator_started=self.main is not None,
             started=self.t0 is not None,  # phases.json or live.json seen: Locust began the test
@@ -417,13 +401,6 @@ class Runner:
         model = write_run_json(self.run_dir, info)  # last, atomically: the folder is now whole
         print_report(model, stats, load, self.run_dir)
         return RunOutcome(run_dir=self.run_dir, info=model, exit_code=exit_code)
-
-    def _read_stats(self) -> pd.DataFrame:
-        path = self.run_dir / "phase_link_stats.csv"
-        try:
-            return pd.read_csv(path)
-        except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError):
-            return pd.DataFrame(columns=PHASE_LINK_COLUMNS)
 
 
 def _gone(proc: psutil.Process) -> bool:
