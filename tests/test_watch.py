@@ -1,13 +1,14 @@
 """Watching a run live: a real short run scraped over HTTP while it runs (`--metrics-port`), its
-OpenTelemetry metrics read back from the console exporter (`--otel`, Locust's own support plus gala's
-phase and link), Locust's web UI driven by the scenario's shape (`--web-ui`), and the Grafana dashboard
-in examples/ naming only metrics gala exports. Two runs of tests/scenarios/tiny-gala.yaml (5 s each)."""
+OpenTelemetry metrics and request spans read back from the console exporters (`--otel`, Locust's own
+support plus gala's phase and link), Locust's web UI driven by the scenario's shape (`--web-ui`), and the
+Grafana dashboard in examples/ naming only metrics gala exports. Two runs of tests/scenarios/tiny-gala.yaml (5 s each)."""
 
 from __future__ import annotations
 
 import json
 import re
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from run_helpers import start_run
 
 from conftest import REPO
+from gala.contract.phases import owner
 from gala.contract.results import load_run
 from loadtests.locust_plugin.exposition import METRIC_NAMES
 from loadtests.orchestrator.procs import free_port
@@ -40,17 +42,18 @@ def scrape(port: int) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory):
-    """A tiny run with --metrics-port and --otel (console exporter, every second), scraped twice meanwhile;
-    with Locust's habits too: -t 4s stops it a second before the scenario's end, -u 20 -r 50 scale it."""
+    """A tiny run with --metrics-port and --otel (console exporters: metrics every second, every span),
+    scraped twice meanwhile; with Locust's habits too: -t 4s stops it a second before the scenario's end,
+    -u 20 -r 50 scale it; half the chat link's replies are injected errors (some 14 of 300 requests)."""
     tmp = tmp_path_factory.mktemp("watched")
     port = free_port()
     mp = pytest.MonkeyPatch()
-    for k, v in {"OTEL_METRICS_EXPORTER": "console", "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+    for k, v in {"OTEL_METRICS_EXPORTER": "console", "OTEL_TRACES_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "none",
                  "OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_SERVICE_NAME": "gala-test"}.items():
         mp.setenv(k, v)
     try:
         run = start_run(tmp / "out", "--scenario", str(TINY), "--metrics-port", str(port), "--otel", "--quiet",
-                        "-t", "4s", "-u", "20", "-r", "50")
+                        "-t", "4s", "-u", "20", "-r", "50", "--inject", "chat:errors=0.5")
     finally:
         mp.undo()
     try:
@@ -146,6 +149,56 @@ def test_opentelemetry_metrics_carry_phase_and_link(watched):
     assert counted == stats  # the exporter's last (exit) export saw every request, attributed as gala did
     intended = metrics[("gala", "gala.link.intended_rate")]
     assert {p["attributes"]["link"] for p in intended} <= set(run.info.links)
+
+
+def console_spans(log: str) -> list[dict]:
+    """The spans the OpenTelemetry console exporter printed into locust.log (one JSON document each)."""
+    decoder = json.JSONDecoder()
+    return [decoder.raw_decode(log, m.start())[0] for m in re.finditer(r'^\{\s*\n\s*"name": ', log, flags=re.M)]
+
+
+def test_opentelemetry_spans_one_per_request_with_phase_and_link(watched):
+    run = watched["run"]
+    spans = console_spans((run.path / "locust.log").read_text())
+    assert spans, "no span in locust.log"
+    phases = {p.name for p in run.info.phases}
+    table = run.phase_link[(run.phase_link["phase"] != "_all") & (run.phase_link["link"] != "_all")]
+    stats = table.set_index(["phase", "link"])[["requests", "failures"]]
+    counted: dict[tuple[str, str], list[int]] = {}
+    for s in spans:
+        a = s["attributes"]
+        assert s["kind"] == "SpanKind.CLIENT" and s["resource"]["attributes"]["service.name"] == "gala-test"
+        assert a["gala.phase"] in phases and a["gala.link"] in run.info.links, a
+        # gala's users are FastHttpUsers: named as Locust names its own spans, with the reply's method and status
+        assert s["name"] == f"{a['http.request.method']} {a['gala.request.name']}"
+        assert a["gala.request.name"].split(":")[0] == a["gala.link"]
+        failed = s["status"]["status_code"] == "ERROR"
+        assert failed == ("error.type" in a)
+        if not failed:
+            assert 200 <= a["http.response.status_code"] < 400
+        cell = counted.setdefault((a["gala.phase"], a["gala.link"]), [0, 0])
+        cell[0] += 1
+        cell[1] += failed
+    # one span per request, attributed to the phase and link gala's own tables give it, failures as failures
+    assert counted == {k: [int(r.requests), int(r.failures)] for k, r in stats.iterrows()}
+    assert {p for p, _ in counted} == phases and sum(f for _, f in counted.values()) > 0
+    # a span starts when its request began: the phase that owns that moment (phases.json) is its gala.phase
+    times = json.loads((run.path / "phases.json").read_text())
+    names = [p["name"] for p in times["phases"]]
+    starts, ends = [p["started_s"] for p in times["phases"]], [p["ended_s"] for p in times["phases"]]
+    edges = [e for e in starts + ends if e is not None]
+    checked = 0
+    for s in spans:
+        t = _epoch(s["start_time"]) - times["started_at_epoch"]
+        assert 0 <= t <= times["stopped_s"] and _epoch(s["end_time"]) >= _epoch(s["start_time"]), s
+        if min(abs(t - e) for e in edges) > 0.001:  # the printed times are to the microsecond
+            assert names[owner(starts, ends, t)] == s["attributes"]["gala.phase"], (t, s)
+            checked += 1
+    assert checked >= 0.9 * len(spans)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def test_web_ui_is_driven_by_the_scenarios_shape(tmp_path):

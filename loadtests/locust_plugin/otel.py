@@ -7,8 +7,12 @@ Locust's `--otel` sets up the SDK from the standard `OTEL_*` variables (exporter
     gala.client.duration   histogram (s) of every request, attributes name, link, phase, error.type
     gala.link.intended_rate  gauge (req/s) the scenario asks of each link now, attributes link, phase
 
-Every Locust process records its own requests (workers included); the gauge comes from the local
-process or the master. Runs inside Locust (gevent).
+and, on the tracer provider Locust configured, one span per request with gala.phase and gala.link
+(spans.py: FastHttpUser too, which Locust's automatic traces miss; none when OTEL_TRACES_EXPORTER is
+`none`; a `requests`-based HttpUser's requests are left to Locust's own spans).
+
+Request names are bounded (MAX_NAMES) for both. Every Locust process records its own requests (workers
+included); the gauge comes from the local process or the master. Runs inside Locust (gevent).
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import logging
 from locust.runners import WorkerRunner
 
 from loadtests.locust_plugin.exposition import intended_rps_now
+from loadtests.locust_plugin.spans import name_bound, request_spans
 
 log = logging.getLogger("gala.otel")
-MAX_NAMES = 20  # as Locust's own exporter: a run with many request names must not explode the series
 
 
 def instrument(environment, stats) -> bool:
-    """Add gala's instruments to the meter provider Locust configured; False when there is none."""
+    """Add gala's instruments to the providers Locust configured; False when there is no SDK."""
     try:
         from opentelemetry import metrics
     except ImportError:
@@ -33,19 +37,18 @@ def instrument(environment, stats) -> bool:
     meter = metrics.get_meter("gala")
     duration = meter.create_histogram("gala.client.duration", unit="s",
                                       description="Time to last byte per request, with gala's phase and link")
-    names: set[str] = set()
+    bound = name_bound()
 
-    def observe(phase: str, link: str, name: str, response_time_ms: float, exception) -> None:
-        if name not in names and len(names) >= MAX_NAMES:
-            name = "Too many unique request names"
-        else:
-            names.add(name)
-        attributes = {"name": name, "link": link, "phase": phase}
+    def observe(phase: str, link: str, name: str, response_time_ms: float, exception, **_kw) -> None:
+        attributes = {"name": bound(name), "link": link, "phase": phase}
         if exception is not None:
             attributes["error.type"] = type(exception).__name__
         duration.record(response_time_ms / 1000.0, attributes=attributes)
 
     stats.observers.append(observe)
+    spans = request_spans(bound)
+    if spans is not None:
+        stats.observers.append(spans)
     if not isinstance(environment.runner, WorkerRunner):
         plans = stats.scenario.planned_phases()
 

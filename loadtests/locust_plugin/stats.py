@@ -51,7 +51,8 @@ class GalaStats:
         self._local_epoch0 = time.time()
         self._live: gevent.Greenlet | None = None
         self._quitting = False
-        # called as observer(phase, link, name, response_time_ms, exception) for every request (OpenTelemetry)
+        # called for every request (OpenTelemetry) as observer(phase, link, name, response_time_ms, exception,
+        # request_type=, response= (Locust's, or None), start_epoch= (when it began, time.time() seconds))
         self.observers: list = []
         if self.out:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -92,12 +93,13 @@ class GalaStats:
         key = (phase, link)
         cell = self.phase_link.get(key) or self.phase_link.setdefault(key, LatencyStats())
         cell.add(rt, failed)
-        if self.observers:
-            for observe in self.observers:
-                observe(phase, link, name, rt, exception)
         key = (max(0, int(t)), link)
         cell = self.second_link.get(key) or self.second_link.setdefault(key, LatencyStats())
         cell.add(rt, failed)
+        if self.observers:  # last: an observer that raises cannot leave gala's own counts half done
+            for observe in self.observers:
+                observe(phase, link, name, rt, exception, request_type=request_type, response=_kw.get("response"),
+                        start_epoch=t + epoch0)
 
     def on_test_start(self, environment, **_kw) -> None:
         self.phase_link, self.second_link = {}, {}
