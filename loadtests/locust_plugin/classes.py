@@ -20,7 +20,7 @@ from loadtests.locust_plugin.users.base import PacedPlainUser, ScenarioUser
 from loadtests.locust_plugin.users.http import DeclarativeUser
 from loadtests.locust_plugin.users.pacing import paced
 from loadtests.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
-from loadtests.scenario.load import feeder_path, read_feeder
+from loadtests.scenario.feeder import feeder_path, read_feeder
 
 
 def peek_arguments(argv: list[str]) -> argparse.Namespace:

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gala.contract.yamlfile import fault
+from gala.contract.yamlfile import fault, shown_path
 from loadtests.scenario.model import Scenario
 
 # A user makes one request at a time and waits for each reply before its next action, so its rate is at
@@ -40,12 +40,7 @@ def owned_seconds(sc: Scenario) -> list[float]:
 
 def _origin(sc: Scenario) -> str:
     """The scenario's file as a person gave it: relative to the working directory when inside it."""
-    if sc.source_path is None:
-        return sc.name
-    try:
-        return str(sc.source_path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(sc.source_path)
+    return sc.name if sc.source_path is None else shown_path(sc.source_path)
 
 
 def _where(sc: Scenario, loc: tuple, message: str) -> str:
