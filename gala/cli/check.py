@@ -70,6 +70,13 @@ def check_inputs(scenario_path: Path, budgets_path: Path | None = None, spec_pat
         found = plan_findings(sc)
         report.faults += found.faults
         report.notes += found.notes
+        if found.to_import:  # a user's own class: only importing it (in a child process) tells what it is
+            from loadtests.locust_plugin.classcheck import import_faults
+            from loadtests.scenario.check import class_path_fault
+
+            search_dir = sc.source_path.parent if sc.source_path else None
+            report.faults += [class_path_fault(sc, user, message)
+                              for user, message in import_faults(found.to_import, search_dir).items()]
     if budgets_path is not None:
         from gala.gate.budgets import budget_faults, read_budgets
 
