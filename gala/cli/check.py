@@ -102,6 +102,23 @@ def check_inputs(scenario_path: Path, budgets_path: Path | None = None, spec_pat
     return report
 
 
+def refuse(faults: list[str], prog: str = "gala") -> None:
+    """Faults found before anything starts: every one but the first on stderr, the first raised as InputError
+    (exit 2, one line, saying how many more are above)."""
+    if faults:
+        for f in faults[1:]:
+            print(f"{prog}: {f}", file=sys.stderr)
+        more = f" (and {len(faults) - 1} more above)" if len(faults) > 1 else ""
+        raise InputError(faults[0] + more)
+
+
+def checked_scenario(scenario_path: Path, prog: str = "gala"):
+    """The scenario after every check `gala check` makes on it alone, or InputError (see `refuse`)."""
+    report = check_inputs(scenario_path, spec=False)
+    refuse(report.faults, prog)
+    return report.scenario
+
+
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     fmt = lambda cells: "  ".join(c.rjust(w) if i in right else c.ljust(w)  # noqa: E731
