@@ -3,7 +3,8 @@ sending load: every fault at once, the planned phases, users and intended req/s 
 
 The checks live in the parts they belong to (`loadtests.scenario` for the scenario, `gala.gate.budgets`
 for budgets against it, `capacity_model.spec` for the spec against it); this module composes them, and
-`gala run` calls `check_inputs` before it starts anything. Kept fast: no pandas, scipy or Locust here.
+`gala run` and `gala swarm` call `check_inputs` before they start anything. Kept fast: no pandas, scipy or
+Locust here (a user's own Locust class is imported in a child process: loadtests/locust_plugin/classcheck.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from gala.contract.errors import ExitCode, InputError, exit_codes_help
 EPILOG = """\
 what it checks:
   the scenario: every field (all faults at once, FILE:LINE: field: what was expected), unset ${ENV}
-    variables, feeder CSVs, links and users named across fields; then what cannot work: a per-user rate
-    above 50 actions/s (an arrival_rps its users cannot carry), a phase that owns no time
+    variables, feeder CSVs (1 MiB, 100,000 rows, 100 columns; ragged rows, NUL, not UTF-8), links and users
+    named across fields; then what cannot work: a per-user rate above 50 actions/s (an arrival_rps its users
+    cannot carry), a phase that owns no time, a class_path that is no Locust User class (imported in a
+    child process: the gala process stays out of Locust)
   --budgets: every budget's link and phase exist in the scenario; achieved-ratio budgets have an intended rate
   --spec: the capacity spec's planned links and what-if phases exist in the scenario
 
