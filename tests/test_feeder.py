@@ -4,6 +4,7 @@ and `gala run` refuses a bad one before it creates a results folder. No load is 
 
 from __future__ import annotations
 
+import os
 import re
 import tracemalloc
 from pathlib import Path
@@ -94,6 +95,7 @@ def test_a_feeder_over_one_mib_is_refused_without_reading_it_all(tmp_path):
 @pytest.mark.parametrize("make, expected", [
     (lambda d: None, "no such file {csv}; expected a CSV file (a relative name is relative to the scenario's folder)"),
     (lambda d: (d / "pages.csv").mkdir(), "{csv}: a directory; expected a CSV feeder file"),
+    (lambda d: os.mkfifo(d / "pages.csv"), "{csv} is not a regular file; expected a CSV file"),  # would block a reader
 ])
 def test_a_feeder_that_is_not_a_file_is_one_line(tmp_path, make, expected):
     make(tmp_path)
