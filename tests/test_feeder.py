@@ -94,8 +94,8 @@ def test_a_feeder_over_one_mib_is_refused_without_reading_it_all(tmp_path):
 
 @pytest.mark.parametrize("make, expected", [
     (lambda d: None, "no such file {csv}; expected a CSV file (a relative name is relative to the scenario's folder)"),
-    (lambda d: (d / "pages.csv").mkdir(), "{csv}: a directory; expected a CSV feeder file"),
-    (lambda d: os.mkfifo(d / "pages.csv"), "{csv} is not a regular file; expected a CSV file"),  # would block a reader
+    (lambda d: (d / "pages.csv").mkdir(), "{csv} is a directory; expected a CSV file"),
+    (lambda d: os.mkfifo(d / "pages.csv"), "{csv} is not a regular file (a pipe or a device); expected a CSV file"),
 ])
 def test_a_feeder_that_is_not_a_file_is_one_line(tmp_path, make, expected):
     make(tmp_path)
@@ -155,3 +155,12 @@ def test_gala_run_refuses_a_bad_feeder_before_it_creates_anything(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.fullmatch(rf"gala: {re.escape(str(tmp_path / 'pages.csv'))}:3: 1 field\(s\); expected 2.*\n", proc.stderr)
     assert not out.exists()
+
+
+def test_names_from_the_files_stay_on_one_line(tmp_path):
+    # a column name with a line break (quoted in the CSV), and a feeder name too long for the filesystem
+    fault = one_fault(check(tmp_path, b'"pa\nge",name\n/a,alice\n'))
+    assert fault.endswith("no column page, who in " + str(tmp_path / "pages.csv") + "; its columns: 'pa\\nge', name")
+    fault = one_fault(check(tmp_path, b"page,who\n/a,b\n", SCENARIO.replace("pages.csv", "x" * 5000)))
+    assert fault.startswith(f"{tmp_path / 's.yaml'}:{FEEDER_LINE}: users.Reader.feeder.csv: cannot use ")
+    assert "(File name too long); expected a CSV file" in fault

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import stat
 from pathlib import Path
 
 from gala.contract.errors import InputError
@@ -33,9 +34,33 @@ def feeder_path(sc: Scenario, uname: str) -> Path:
     return path if path.is_absolute() or sc.source_path is None else sc.source_path.parent / path
 
 
+def _name(text: str, most: int = 40) -> str:
+    """A name from the file, safe on one line: quoted when it holds a line break or a control character,
+    cut when long (a header cell may be 128 KiB)."""
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def _names(columns: list[str], most: int = 10) -> str:
-    shown = ", ".join(columns[:most])
+    shown = ", ".join(_name(c) for c in columns[:most])
     return shown + (f", ... ({len(columns)} in all)" if len(columns) > most else "")
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a feeder before it is opened (a pipe would block the reader, a device
+    never end), or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"no such file {_name(shown_path(path), 200)}; expected a CSV file (a relative name is relative to " \
+               "the scenario's folder)"
+    except (OSError, ValueError) as exc:  # a name too long, a NUL in it, no permission on a folder
+        return f"cannot use {_name(shown_path(path), 200)} ({getattr(exc, 'strerror', None) or exc}); expected a CSV file"
+    if stat.S_ISDIR(mode):
+        return f"{_name(shown_path(path), 200)} is a directory; expected a CSV file"
+    if not stat.S_ISREG(mode):
+        return f"{_name(shown_path(path), 200)} is not a regular file (a pipe or a device); expected a CSV file"
+    return None
 
 
 def _header(fields: list[str], where: str) -> list[str]:
@@ -47,7 +72,8 @@ def _header(fields: list[str], where: str) -> list[str]:
         if not name.strip():
             raise InputError(f"{where}: column {i} of the header row has no name; expected a name for every column")
         if name in seen:
-            raise InputError(f"{where}: column {name!r} twice in the header row; expected unique column names")
+            raise InputError(f"{where}: column {_name(repr(name))} twice in the header row; expected unique column "
+                             "names")
         seen.add(name)
     return fields
 
@@ -106,12 +132,9 @@ def feeder_faults(sc: Scenario, origin: str) -> list[str]:
             continue
         loc = ("users", uname, "feeder", "csv")
         path = feeder_path(sc, uname)
-        if not path.exists():
-            faults.append(fault(origin, sc.lines, loc, f"no such file {shown_path(path)}; expected a CSV file "
-                                                       "(a relative name is relative to the scenario's folder)"))
-            continue
-        if not (path.is_file() or path.is_dir()):  # a pipe would block the reader, a device never end
-            faults.append(fault(origin, sc.lines, loc, f"{shown_path(path)} is not a regular file; expected a CSV file"))
+        problem = _not_a_file(path)
+        if problem:
+            faults.append(fault(origin, sc.lines, loc, problem))
             continue
         try:
             rows = read_feeder(path)
