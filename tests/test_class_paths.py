@@ -58,6 +58,8 @@ EXPECTED = {
     "M": ("loadtests.locust_plugin.users.gala:ScenarioUser",
           "users/gala.py has no user class 'ScenarioUser'; expected one of: ChatUser, GalaUser, GrabUser, ShareUser"),
     "N": ("dies:U", "importing dies ended the checking process (exit code 3"),
+    "P": ("a..b:U", "'a..b' is not a module name; expected module:Class"),
+    "Q": ("m" * 300 + ":U", f"cannot find module '{'m' * 300}'"),  # a file name too long: was a traceback
 }
 
 

@@ -92,8 +92,11 @@ def _module_source(dotted: str, dirs: list[str]) -> Path | None:
         for root in roots:
             base = Path(root or ".").joinpath(*names)
             for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
-                    return candidate
+                try:
+                    if candidate.is_file():
+                        return candidate
+                except OSError:  # a name too long for the filesystem: not there
+                    continue
         return None
 
     found = within(dirs, parts)
@@ -121,6 +124,10 @@ def _class_paths(sc: Scenario, to_import: dict[str, str]) -> list[str]:
         if u.class_path is None:
             continue
         module, _, cls = u.class_path.partition(":")
+        if "" in module.split("."):
+            faults.append(class_path_fault(sc, name, f"{module!r} is not a module name; expected module:Class, the "
+                                                     "module dotted like package.module"))
+            continue
         source = _module_source(module, dirs)
         if source is None:
             faults.append(class_path_fault(sc, name, f"cannot find module {module!r} (looked beside the scenario "
