@@ -10,8 +10,11 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import gala
+from gala.contract.errors import InputError
 from gala.contract.yamlfile import MAX_BYTES
 from loadtests.scenario.feeder import MAX_FEEDER_COLUMNS, MAX_FEEDER_ROWS, read_feeder
 
@@ -164,3 +167,22 @@ def test_names_from_the_files_stay_on_one_line(tmp_path):
     fault = one_fault(check(tmp_path, b"page,who\n/a,b\n", SCENARIO.replace("pages.csv", "x" * 5000)))
     assert fault.startswith(f"{tmp_path / 's.yaml'}:{FEEDER_LINE}: users.Reader.feeder.csv: cannot use ")
     assert "(File name too long); expected a CSV file" in fault
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(
+    st.binary(max_size=400),
+    st.text(alphabet=st.sampled_from('ab,"\n\r\t \x00\ufeff\u00e9;'), max_size=400).map(lambda t: t.encode("utf-8")),
+))
+def test_any_bytes_are_rows_or_one_line(tmp_path, data):
+    """Whatever the bytes, the reader gives rows (every one with the header's columns) or one clean line."""
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    try:
+        rows = read_feeder(path)
+    except InputError as exc:
+        message = str(exc)
+        assert message.startswith(f"{path}") and "\n" not in message and "expected" in message, message
+    else:
+        assert rows and all(list(r) == list(rows[0]) for r in rows)
