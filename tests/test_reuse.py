@@ -73,10 +73,14 @@ def test_a_class_path_that_cannot_work_is_refused(tmp_path):
     nowhere.write_text(SCENARIO.read_text().replace("plain_locustfile:Tapper", "no_such_locustfile:Tapper"))
     proc = gala("check", str(nowhere), env=env, timeout_s=60)
     assert proc.returncode == 2 and "cannot find module 'no_such_locustfile'" in proc.stderr
-    # a class that exists but is no Locust user: Locust's process refuses it in one line, exit 2
+    # a name that exists but is no Locust user (locust's `constant`, a function): `gala check` imports it (in a
+    # child process) and refuses it, and so does Locust's process, in the same one line, exit 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(SCENARIO.read_text().replace("plain_locustfile:Tapper", "plain_locustfile:constant"))
+    said = f"{bad}:14: users.Tapper.class_path: plain_locustfile:constant is a function; expected a Locust User class"
+    proc = gala("check", str(bad), env=env, timeout_s=60)
+    assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = subprocess.run(locust_argv(scenario=bad), cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**os.environ, **env})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"{bad}:14: users.Tapper.class_path: plain_locustfile:constant is not a Locust User class" in proc.stderr
+    assert said in proc.stderr, proc.stderr

@@ -123,3 +123,45 @@ def test_size_on_a_real_short_run(short_run):
     assert proc.returncode == 0, proc.stderr
     night = size_for(NIGHT_RPS, cost.cpu_s_per_request)
     assert f"-> {night.workers:,} workers" in proc.stdout and night.workers > 1000
+
+
+HOSTILE_SCENARIOS = {
+    # name: (how the run's scenario.yaml is spoiled, its line, what the one line says)
+    "not UTF-8": (lambda t: t.replace("name: swarm-smoke", "name: swarm-smoke\ndescription: caf\xe9").encode("latin-1"),
+                  4, "not UTF-8 text; expected a YAML scenario"),
+    "a python tag": (lambda t: t.replace("seed: 2016", "seed: !!python/object/apply:os.system [true]").encode(), 5,
+                     "seed: explicit tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+    "an unknown link": (lambda t: t.replace("link: health}", "link: nope}").encode(), 15,
+                        "users.probe.requests[0].link: unknown link 'nope'"),
+    "a class that is not a Locust user": (lambda t: t.replace(
+        "    requests:\n    - {method: GET, path: /healthz, link: health}",
+        "    class_path: 'json:JSONDecoder'").encode(), 14,
+        "users.probe.class_path: json:JSONDecoder is a class not derived from locust.User"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_SCENARIOS)
+def test_write_overlay_holds_the_runs_scenario_to_gala_checks_checks(tmp_path, case):
+    """The scenario a swarm would run goes through `gala check`'s reader and checks: one line, exit 2, and
+    the overlay is left as it was."""
+    spoil, line, expected = HOSTILE_SCENARIOS[case]
+    folder = write_synthetic_run(tmp_path / "results")
+    (folder / "scenario.yaml").write_bytes(spoil((folder / "scenario.yaml").read_text(encoding="utf-8")))
+    overlay = tmp_path / "gala-night"
+    shutil.copytree(REPO / "k8s" / "overlays" / "gala-night", overlay)
+    proc = gala("swarm", "size", "--rps", "5000", "--from", str(folder), "--write-overlay",
+                "--overlay-dir", str(overlay), timeout_s=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"gala: {folder / 'scenario.yaml'}:{line}: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert expected in proc.stderr, proc.stderr
+    for name in ("swarm.yaml", "scenario.yaml"):
+        assert (overlay / name).read_bytes() == (REPO / "k8s" / "overlays" / "gala-night" / name).read_bytes()
+
+
+def test_render_holds_its_scenario_to_gala_checks_checks(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text((REPO / "k8s/base/scenario.yaml").read_text().replace(
+        "    requests:\n    - {method: GET, path: /healthz, link: health}", "    class_path: 'json:JSONDecoder'"))
+    proc = gala("swarm", "render", "--target-url", "http://192.0.2.10:8080", "--scenario", str(bad), timeout_s=120)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{bad}:14: users.probe.class_path: json:JSONDecoder is a class not derived from locust.User" in proc.stderr

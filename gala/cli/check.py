@@ -3,7 +3,8 @@ sending load: every fault at once, the planned phases, users and intended req/s 
 
 The checks live in the parts they belong to (`loadtests.scenario` for the scenario, `gala.gate.budgets`
 for budgets against it, `capacity_model.spec` for the spec against it); this module composes them, and
-`gala run` calls `check_inputs` before it starts anything. Kept fast: no pandas, scipy or Locust here.
+`gala run` and `gala swarm` call `check_inputs` before they start anything. Kept fast: no pandas, scipy or
+Locust here (a user's own Locust class is imported in a child process: loadtests/locust_plugin/classcheck.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from gala.contract.errors import ExitCode, InputError, exit_codes_help
 EPILOG = """\
 what it checks:
   the scenario: every field (all faults at once, FILE:LINE: field: what was expected), unset ${ENV}
-    variables, feeder CSVs, links and users named across fields; then what cannot work: a per-user rate
-    above 50 actions/s (an arrival_rps its users cannot carry), a phase that owns no time
+    variables, feeder CSVs (1 MiB, 100,000 rows, 100 columns; ragged rows, NUL, not UTF-8), links and users
+    named across fields; then what cannot work: a per-user rate above 50 actions/s (an arrival_rps its users
+    cannot carry), a phase that owns no time, a class_path that is no Locust User class (imported in a
+    child process: the gala process stays out of Locust)
   --budgets: every budget's link and phase exist in the scenario; achieved-ratio budgets have an intended rate
   --spec: the capacity spec's planned links and what-if phases exist in the scenario
 
@@ -70,6 +73,13 @@ def check_inputs(scenario_path: Path, budgets_path: Path | None = None, spec_pat
         found = plan_findings(sc)
         report.faults += found.faults
         report.notes += found.notes
+        if found.to_import:  # a user's own class: only importing it (in a child process) tells what it is
+            from loadtests.locust_plugin.classcheck import import_faults
+            from loadtests.scenario.check import class_path_fault
+
+            search_dir = sc.source_path.parent if sc.source_path else None
+            report.faults += [class_path_fault(sc, user, message)
+                              for user, message in import_faults(found.to_import, search_dir).items()]
     if budgets_path is not None:
         from gala.gate.budgets import budget_faults, read_budgets
 
@@ -93,6 +103,23 @@ def check_inputs(scenario_path: Path, budgets_path: Path | None = None, spec_pat
                 report.faults += faults
                 report.notes += notes if spec_path is not None else []
     return report
+
+
+def refuse(faults: list[str], prog: str = "gala") -> None:
+    """Faults found before anything starts: every one but the first on stderr, the first raised as InputError
+    (exit 2, one line, saying how many more are above)."""
+    if faults:
+        for f in faults[1:]:
+            print(f"{prog}: {f}", file=sys.stderr)
+        more = f" (and {len(faults) - 1} more above)" if len(faults) > 1 else ""
+        raise InputError(faults[0] + more)
+
+
+def checked_scenario(scenario_path: Path, prog: str = "gala"):
+    """The scenario after every check `gala check` makes on it alone, or InputError (see `refuse`)."""
+    report = check_inputs(scenario_path, spec=False)
+    refuse(report.faults, prog)
+    return report.scenario
 
 
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:

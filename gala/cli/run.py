@@ -126,16 +126,12 @@ def timespan(text: str) -> float:
 def check_or_refuse(args, scenario: Path) -> float | None:
     """Every check `gala check` makes, before anything starts: faults are printed and refused (exit 2).
     Returns the users scale of -u."""
-    from gala.cli.check import check_inputs, users_scale_for
+    from gala.cli.check import check_inputs, refuse, users_scale_for
 
     scale = users_scale_for(scenario, args.users) if args.users is not None else None
     report = check_inputs(scenario, args.budgets, args.spec, duration_scale=args.duration_scale,
                           users_scale=scale, spec=not args.no_plan)
-    if report.faults:
-        for fault in report.faults[1:]:
-            print(f"gala: {fault}", file=sys.stderr)
-        more = f" (and {len(report.faults) - 1} more above)" if len(report.faults) > 1 else ""
-        raise InputError(report.faults[0] + more)
+    refuse(report.faults)
     return scale
 
 

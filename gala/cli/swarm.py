@@ -109,18 +109,20 @@ def _guard(fn):
 
 
 def _build_spec(args):
+    from gala.cli.check import checked_scenario
     from gala.contract.errors import InputError
+    from gala.contract.yamlfile import read_text
     from loadtests.swarm.render import make_spec, new_run_id, swarm_scenario
-    from loadtests.scenario import DEFAULT_SCENARIO, load_scenario
+    from loadtests.scenario import DEFAULT_SCENARIO
 
     path = Path(args.scenario) if args.scenario else DEFAULT_SCENARIO
-    scenario = load_scenario(path)  # ScenarioError (exit 2) names the line
+    scenario = checked_scenario(path)  # every check of `gala check`: faults are one line each, exit 2
     if args.ttl is not None and args.ttl < 0:
         raise InputError(f"--ttl: expected seconds >= 0, got {args.ttl}")
     spec = make_spec(run_id=args.run_id or new_run_id(scenario.name), namespace=args.namespace, image=args.image,
                      workers=args.workers, target_url=args.target_url, target_cidr=args.target_cidr,
                      target_port=args.target_port,
-                     scenario_text=swarm_scenario(path.read_text(encoding="utf-8"), path.name),
+                     scenario_text=swarm_scenario(read_text(path, "scenario"), path.name),
                      ttl_s=args.ttl,
                      target_secret=args.target_secret, web_ui_secret=args.web_ui)
     spec.egress()  # a host name without --target-cidr is an input error, found before any cluster call
@@ -194,11 +196,18 @@ def _down(args) -> int:
 
 
 def _size(args) -> int:
+    from gala.cli.check import checked_scenario
+    from gala.contract.atomic import write_text_atomic
     from gala.contract.results import load_run
+    from gala.contract.yamlfile import read_text
     from loadtests.swarm.render import OVERLAYS_DIR, swarm_scenario
     from loadtests.swarm.size import NIGHT_RPS, generator_cost, latest_run, size_for, write_overlay
 
     run = load_run(args.from_run or latest_run(Path("results")))
+    scenario = run.path / "scenario.yaml"
+    if args.write_overlay and scenario.exists():
+        # what the swarm will run: held to every check of `gala check` before anything is written
+        checked_scenario(scenario)
     cost = generator_cost(run)
     print(f"run {cost.run_id}: {cost.requests} requests, generator {cost.generator_cpu_s:.2f} CPU-s over "
           f"{cost.processes} process(es): {cost.cpu_s_per_request * 1e3:.3f} ms CPU per request")
@@ -213,8 +222,8 @@ def _size(args) -> int:
         overlay = args.overlay_dir or OVERLAYS_DIR / "gala-night"
         path = write_overlay(overlay, sizes[0].workers, f"{sizes[0].workers} workers for {args.rps:,.0f} req/s, "
                                                         f"measured on run {cost.run_id}")
-        if (run.path / "scenario.yaml").exists():
-            text = (run.path / "scenario.yaml").read_text(encoding="utf-8")
-            (overlay / "scenario.yaml").write_text(swarm_scenario(text, f"{run.path.name}/scenario.yaml"), encoding="utf-8")
+        if scenario.exists():
+            text = swarm_scenario(read_text(scenario, "scenario"), f"{run.path.name}/scenario.yaml")
+            write_text_atomic(overlay / "scenario.yaml", text)
         print(f"wrote {path}")
     return 0

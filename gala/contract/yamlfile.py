@@ -73,39 +73,48 @@ _STR = "tag:yaml.org,2002:str"
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
-def _too_big(path: Any, size: int, what: str) -> InputError:
-    return InputError(f"{path}: {size:,} bytes or more; expected a YAML {what} file of at most "
+def _too_big(path: Any, size: int, what: str, kind: str = "YAML") -> InputError:
+    return InputError(f"{path}: {size:,} bytes or more; expected a {kind} {what} file of at most "
                       f"{MAX_BYTES:,} bytes (1 MiB)")
 
 
-def read_bytes(path: Path, what: str) -> bytes:
+def shown_path(path: Path) -> str:
+    """A file as a person gave it: relative to the working directory when inside it (shorter lines)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def read_bytes(path: Path, what: str, kind: str = "YAML") -> bytes:
     """The file's bytes, or InputError naming the file and what it was meant to be (missing, a
-    directory, unreadable, over `MAX_BYTES`, or binary)."""
+    directory, unreadable, over `MAX_BYTES`, or binary). `kind` names its format in the messages
+    (the feeder CSVs are read through here too)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)  # never more: /dev/zero or a 10 GB file costs 1 MiB
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what} file") from None
     except IsADirectoryError:
-        raise InputError(f"{path}: a directory; expected a YAML {what} file") from None
+        raise InputError(f"{path}: a directory; expected a {kind} {what} file") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     if len(data) > MAX_BYTES:
-        raise _too_big(path, len(data), what)
+        raise _too_big(path, len(data), what, kind)
     if b"\x00" in data:
         line = data[:data.index(b"\x00")].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: a NUL byte (a binary file?); expected a YAML {what} (UTF-8 text)")
+        raise InputError(f"{path}:{line}: a NUL byte (a binary file?); expected a {kind} {what} (UTF-8 text)")
     return data
 
 
-def read_text(path: Path, what: str) -> str:
+def read_text(path: Path, what: str, kind: str = "YAML") -> str:
     """The file's text (UTF-8), or InputError naming the file and what it was meant to be."""
-    data = read_bytes(path, what)
+    data = read_bytes(path, what, kind)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not UTF-8 text; expected a YAML {what}") from None
+        raise InputError(f"{path}:{line}: not UTF-8 text; expected a {kind} {what}") from None
 
 
 def field_path(loc: tuple) -> str:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from locust import User
 
@@ -20,7 +21,7 @@ from loadtests.locust_plugin.users.base import PacedPlainUser, ScenarioUser
 from loadtests.locust_plugin.users.http import DeclarativeUser
 from loadtests.locust_plugin.users.pacing import paced
 from loadtests.scenario import DEFAULT_SCENARIO, Scenario, ScenarioError
-from loadtests.scenario.load import feeder_path, read_feeder
+from loadtests.scenario.feeder import feeder_path, read_feeder
 
 
 def peek_arguments(argv: list[str]) -> argparse.Namespace:
@@ -39,25 +40,63 @@ def peek_arguments(argv: list[str]) -> argparse.Namespace:
     return peek.parse_known_args(argv)[0]
 
 
+class NotAUserClass(Exception):
+    """A `class_path` that does not give a Locust User class; the message says what it is and what was expected."""
+
+
+_EXPECTED = ("expected a Locust User class (a subclass of locust.User: HttpUser, FastHttpUser, or gala's "
+             "loadtests.locust_plugin.users.base.ScenarioUser)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _what(value: object) -> str:
+    """What a module attribute is, said for a person: `a function`, `an int (42)`, `a class not derived ...`."""
+    if isinstance(value, type):
+        return "a class not derived from locust.User"
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    if callable(value):
+        return f"{article} {kind}"
+    return f"{article} {kind} ({repr(value)[:60]})"
+
+
+def import_user_class(class_path: str, search_dir: Path | None = None) -> type[User]:
+    """The Locust User class a `class_path` (module:Class) names, imported as Locust's processes import it (a
+    module beside the scenario, in `search_dir`, by its name); NotAUserClass, one line, when it is not one."""
+    module_name, _, class_name = class_path.partition(":")
+    if search_dir is not None and str(search_dir) not in sys.path:
+        sys.path.append(str(search_dir))  # a locustfile beside the scenario imports by its name
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise NotAUserClass(f"cannot import {module_name} ({_first_line(exc)}); {_EXPECTED}") from None
+    except (Exception, SystemExit) as exc:  # user code: whatever its import raises is a fault of the input
+        raise NotAUserClass(f"importing {module_name} raised {_first_line(exc)}; expected a module that "
+                            "imports without error") from None
+    try:
+        value = getattr(module, class_name)
+    except AttributeError:
+        raise NotAUserClass(f"module {module_name} has no attribute {class_name!r}; {_EXPECTED}") from None
+    if isinstance(value, type) and issubclass(value, User):
+        return value
+    raise NotAUserClass(f"{class_path} is {_what(value)}; {_EXPECTED}")
+
+
 def _user_bases(scenario: Scenario, name: str) -> tuple[type, ...]:
     """The bases of a scenario user's class: gala's own, or a plain Locust class with gala's pacing first."""
     spec = scenario.users[name]
     if spec.requests is not None:
         return (DeclarativeUser,)
-    module_name, _, class_name = spec.class_path.partition(":")
     where = f"{scenario.source_path}:{line_of(scenario.lines, ('users', name, 'class_path'))}: users.{name}.class_path"
-    if scenario.source_path is not None and str(scenario.source_path.parent) not in sys.path:
-        sys.path.append(str(scenario.source_path.parent))  # a locustfile beside the scenario imports by its name
     try:
-        base = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ScenarioError(f"{where}: cannot import {spec.class_path} ({exc})") from None
-    if isinstance(base, type) and issubclass(base, ScenarioUser):
-        return (base,)
-    if isinstance(base, type) and issubclass(base, User):
-        return (PacedPlainUser, base)
-    raise ScenarioError(f"{where}: {spec.class_path} is not a Locust User class (HttpUser, FastHttpUser, or "
-                        "gala's loadtests.locust_plugin.users.base.ScenarioUser)")
+        base = import_user_class(spec.class_path, scenario.source_path.parent if scenario.source_path else None)
+    except NotAUserClass as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+    return (base,) if issubclass(base, ScenarioUser) else (PacedPlainUser, base)
 
 
 def build_user_classes(scenario: Scenario, module: str = __name__) -> dict[str, type[User]]:

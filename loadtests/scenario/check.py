@@ -13,8 +13,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gala.contract.yamlfile import fault
-from loadtests.scenario.model import Scenario
+from gala.contract.yamlfile import fault, shown_path
+from loadtests.scenario.model import GALA_USERS_MODULE, Scenario
 
 # A user makes one request at a time and waits for each reply before its next action, so its rate is at
 # most 1 / (reply time + its own overhead). 50 actions/s leaves 20 ms per action: already more than a
@@ -27,6 +27,9 @@ MAX_USER_RATE_PER_S = 50.0
 class Findings:
     faults: list[str] = field(default_factory=list)   # the run would not do what the file asks: exit 2
     notes: list[str] = field(default_factory=list)    # worth knowing; the run is fine
+    # user -> class_path whose module was found and names the class, but only an import can tell whether it
+    # is a Locust User class (done in a child process: loadtests.locust_plugin.classcheck, via gala check)
+    to_import: dict[str, str] = field(default_factory=dict)
 
 
 def owned_seconds(sc: Scenario) -> list[float]:
@@ -40,16 +43,16 @@ def owned_seconds(sc: Scenario) -> list[float]:
 
 def _origin(sc: Scenario) -> str:
     """The scenario's file as a person gave it: relative to the working directory when inside it."""
-    if sc.source_path is None:
-        return sc.name
-    try:
-        return str(sc.source_path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(sc.source_path)
+    return sc.name if sc.source_path is None else shown_path(sc.source_path)
 
 
 def _where(sc: Scenario, loc: tuple, message: str) -> str:
     return fault(_origin(sc), sc.lines, loc, message)
+
+
+def class_path_fault(sc: Scenario, user: str, message: str) -> str:
+    """A fault of a user's `class_path`, on its line of the scenario."""
+    return _where(sc, ("users", user, "class_path"), message)
 
 
 def plan_findings(sc: Scenario) -> Findings:
@@ -75,7 +78,7 @@ def plan_findings(sc: Scenario) -> Findings:
                 f"{MAX_USER_RATE_PER_S:g}/s one user can make (it waits for each reply); expected at least "
                 f"{int(need) + 1} {u} users in phases[{i}].users, or a lower rate")))
     out.notes += _gaps(sc, plans) + _idle(sc)
-    out.faults += _class_paths(sc)
+    out.faults += _class_paths(sc, out.to_import)
     return out
 
 
@@ -89,8 +92,11 @@ def _module_source(dotted: str, dirs: list[str]) -> Path | None:
         for root in roots:
             base = Path(root or ".").joinpath(*names)
             for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-                if candidate.is_file():
-                    return candidate
+                try:
+                    if candidate.is_file():
+                        return candidate
+                except OSError:  # a name too long for the filesystem: not there
+                    continue
         return None
 
     found = within(dirs, parts)
@@ -107,9 +113,10 @@ def _module_source(dotted: str, dirs: list[str]) -> Path | None:
     return within(list(spec.submodule_search_locations or []), parts[1:])
 
 
-def _class_paths(sc: Scenario) -> list[str]:
+def _class_paths(sc: Scenario, to_import: dict[str, str]) -> list[str]:
     """A `class_path` whose module cannot be found (beside the scenario or on sys.path), or whose module
-    neither defines nor imports the class: a fault now, not a Locust that fails to start."""
+    neither defines nor imports the class: a fault now, not a Locust that fails to start. The others of
+    gala's own users module are its classes (each a user); any other goes into `to_import`."""
     dirs = [str(sc.source_path.parent)] if sc.source_path else []
     dirs.append(str(Path.cwd()))
     faults = []
@@ -117,21 +124,35 @@ def _class_paths(sc: Scenario) -> list[str]:
         if u.class_path is None:
             continue
         module, _, cls = u.class_path.partition(":")
+        if "" in module.split("."):
+            faults.append(class_path_fault(sc, name, f"{module!r} is not a module name; expected module:Class, the "
+                                                     "module dotted like package.module"))
+            continue
         source = _module_source(module, dirs)
         if source is None:
-            faults.append(_where(sc, ("users", name, "class_path"), f"cannot find module {module!r} (looked beside "
-                                 "the scenario and on the Python path); expected module:Class"))
+            faults.append(class_path_fault(sc, name, f"cannot find module {module!r} (looked beside the scenario "
+                                                     "and on the Python path); expected module:Class"))
             continue
         try:
             tree = ast.parse(source.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, UnicodeDecodeError) as exc:
-            faults.append(_where(sc, ("users", name, "class_path"), f"cannot read {source} ({exc})"))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte
+            faults.append(class_path_fault(sc, name, f"cannot read {source} ({exc}); expected a Python module"))
             continue
-        defined = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-        defined |= {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+        defined = classes | {a.asname or a.name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                             for a in n.names}
         defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-        if cls not in defined:
-            faults.append(_where(sc, ("users", name, "class_path"), f"{source} has no class {cls!r}"))
+        if module == GALA_USERS_MODULE and cls not in classes:
+            faults.append(class_path_fault(sc, name, f"{source} has no user class {cls!r}; expected one of: "
+                                                     f"{', '.join(sorted(classes))}"))
+        elif cls not in classes and cls in {n.name for n in tree.body
+                                            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}:
+            faults.append(class_path_fault(sc, name, f"{cls!r} in {source} is a function; expected a Locust User "
+                                                     "class (a subclass of HttpUser, FastHttpUser or locust.User)"))
+        elif cls not in defined:
+            faults.append(class_path_fault(sc, name, f"{source} has no class {cls!r}"))
+        elif module != GALA_USERS_MODULE:
+            to_import[name] = u.class_path
     return faults
 
 

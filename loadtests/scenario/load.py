@@ -4,7 +4,6 @@ expected` (ScenarioError, exit 2). `scenario_faults` returns every fault at once
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import os
@@ -17,12 +16,12 @@ from pydantic import ValidationError
 from gala.contract.errors import InputError
 from gala.contract.yamlfile import (describe_error, fault, field_path, line_of, parse_marked, pydantic_loc, read_bytes,
                                     validation_faults)
+from loadtests.scenario.feeder import feeder_faults
 from loadtests.scenario.model import GALA_USERS_MODULE, GalaUserParams, PhaseSpec, Scenario, ScenarioError
 
 # ${NAME} or ${NAME:-default} (the default also when NAME is empty, as in sh); $${ is a literal ${
 _ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _ENV_BODY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.S)
-FEEDER_FIELD = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 
 
 def _substitute(text: str, env: dict[str, str]) -> tuple[str, str | None]:
@@ -102,7 +101,6 @@ def _semantic_errors(sc: Scenario) -> list[tuple[tuple, str]]:
             if link not in sc.links:
                 errs.append((("users", uname, "request_links", prefix),
                              f"unknown link {link!r}; expected one of: {', '.join(sc.links)}"))
-        errs += _feeder_errors(sc, uname)
         if (u.class_path or "").startswith(GALA_USERS_MODULE + ":"):
             try:
                 GalaUserParams.model_validate(u.params)
@@ -151,44 +149,6 @@ def _arrival_conflicts(sc: Scenario, i: int, p: PhaseSpec) -> list[tuple[tuple, 
     return errs
 
 
-def feeder_path(sc: Scenario, uname: str) -> Path:
-    """A user's feeder CSV, relative to the scenario file."""
-    path = Path(sc.users[uname].feeder.csv)
-    return path if path.is_absolute() or sc.source_path is None else sc.source_path.parent / path
-
-
-def read_feeder(path: Path) -> list[dict[str, str]]:
-    """The rows of a feeder CSV (header row = column names); InputError when it cannot be used."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such feeder file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"{path}: cannot read the feeder CSV ({exc})") from None
-    if not rows:
-        raise InputError(f"{path}: expected a header row and at least one data row")
-    return rows
-
-
-def _feeder_errors(sc: Scenario, uname: str) -> list[tuple[tuple, str]]:
-    u = sc.users[uname]
-    used = {m.group(1) for r in u.requests or [] for m in FEEDER_FIELD.finditer(
-        r.path + repr(r.json_body) + repr(r.headers))}
-    if u.feeder is None:
-        return [(("users", uname, "requests"), f"uses {{{{{sorted(used)[0]}}}}} but the user has no feeder; "
-                 "expected feeder: {csv: FILE} naming the CSV whose column fills it")] if used else []
-    try:
-        rows = read_feeder(feeder_path(sc, uname))
-    except InputError as exc:
-        return [(("users", uname, "feeder", "csv"), str(exc))]
-    missing = sorted(used - set(rows[0]))
-    if missing:
-        return [(("users", uname, "feeder", "csv"), f"no column {', '.join(missing)} in the CSV; its columns: "
-                 f"{', '.join(rows[0])}")]
-    return []
-
-
 def scale_users(sc: Scenario, scale: float) -> None:
     """Multiply every phase's user counts by `scale` (a class with users keeps at least one)."""
     if not (scale > 0 and math.isfinite(scale)):
@@ -228,9 +188,10 @@ def scenario_faults(path: str | Path, *, duration_scale: float = 1.0, seed: int 
     sc._source_path = path.resolve()
     sc._sha256 = hashlib.sha256(data_bytes).hexdigest()
     sc._lines = lines
-    errs = _semantic_errors(sc)
-    if errs:
-        return None, [f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {msg}" for loc, msg in errs]
+    faults = [f"{path}:{line_of(lines, loc)}: {field_path(loc)}: {msg}" for loc, msg in _semantic_errors(sc)]
+    faults += feeder_faults(sc, str(path))
+    if faults:
+        return None, faults
     if seed is not None:
         sc.seed = seed
     if users_scale is not None and users_scale != 1.0:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from gala.contract.errors import InputError
 from gala.contract.loopback import is_loopback_host
-from gala.contract.yamlfile import describe_error
+from gala.contract.yamlfile import describe_error, parse_marked
 
 # The kustomize files live in the checkout's k8s/ folder: one source of truth with `kubectl kustomize`.
 K8S_DIR = Path(__file__).resolve().parents[2] / "k8s"
@@ -113,7 +113,7 @@ def swarm_scenario(text: str, source: str) -> str:
     """The scenario as the swarm runs it: `gala run --host` loads a non-loopback target only when
     the scenario sets target.allow_remote_target, and a swarm's target is never the pod's loopback.
     A scenario that already allows it is kept byte for byte (comments included)."""
-    data = yaml.safe_load(text)
+    data, _ = parse_marked(text, source)  # the shared reader: bounded, and its scalars are the checks' scalars
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a scenario mapping")
     target = data.get("target") or {}

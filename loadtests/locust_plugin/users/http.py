@@ -18,7 +18,7 @@ from locust import task
 
 from loadtests.locust_plugin.users.base import ScenarioUser
 from loadtests.scenario import RequestSpec
-from loadtests.scenario.load import FEEDER_FIELD
+from loadtests.scenario.feeder import FEEDER_FIELD
 
 
 def fill(value: Any, row: dict[str, str]) -> Any:
