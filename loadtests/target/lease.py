@@ -88,7 +88,8 @@ def delete_run(client: redis.Redis, prefix: str, *, guarded: bool, between=None)
             batch = []
     if batch and not flush(batch):
         return n, False
-    return n, flush(last)
+    whole = flush(last)
+    return n, whole
 
 
 def count_keys(client: redis.Redis, prefix: str) -> int:
