@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-from conftest import GALA, REPO, gala, start_target
+from conftest import GALA, REPO, gala
 from gala.cli.target import DEFAULT_LEASE_S as CLI_DEFAULT_LEASE_S
 from loadtests.target import lease
 from loadtests.target.client import TargetClient
@@ -49,11 +49,11 @@ def store(redis_url):
     r.close()
 
 
-def _serve(tmp_path, url: str, run_id: str, *extra: str):
+def _serve(factory, tmp_path, url: str, run_id: str, *extra: str):
+    """A supervisor with 2 workers and a 2 s lease; the factory stops it after the test, also when it fails."""
     cfg = tmp_path / "quiet.yaml"
     cfg.write_text(QUIET)
-    return start_target("--config", str(cfg), "--processes", "2", "--store", url, "--run-id", run_id,
-                        "--lease-ttl", TTL, *extra, log_dir=tmp_path)
+    return factory("--config", str(cfg), "--processes", "2", "--store", url, "--run-id", run_id, "--lease-ttl", TTL, *extra)
 
 
 def _keys(r, run_id: str) -> set[str]:
@@ -107,12 +107,12 @@ def _stop(t, r, run_id: str) -> None:
     assert _keys(r, run_id) == set(), "a clean stop deletes the run's keys, the lease included"
 
 
-def test_a_killed_supervisors_keys_are_swept_by_the_next_start(tmp_path, store):
+def test_a_killed_supervisors_keys_are_swept_by_the_next_start(target_factory, tmp_path, store):
     url, r = store
     live_id, dead_id, next_id = (f"lease-{name}-{secrets.token_hex(3)}" for name in ("live", "dead", "next"))
     starting = prefix_for(f"lease-starting-{secrets.token_hex(3)}")
-    live = _serve(tmp_path, url, live_id)
-    dead = _serve(tmp_path, url, dead_id)
+    live = _serve(target_factory, tmp_path, url, live_id)
+    dead = _serve(target_factory, tmp_path, url, dead_id)
     _with_state(live)
     _with_state(dead)
     assert "lease 2 s" in live.log_path.read_text()
@@ -129,7 +129,7 @@ def test_a_killed_supervisors_keys_are_swept_by_the_next_start(tmp_path, store):
     assert r.ttl(prefix_for(live_id) + "lease") >= 0, "the live supervisor renews its lease"
     assert _keys(r, dead_id) == dead_keys - {prefix_for(dead_id) + "lease"}  # only the lease expired
 
-    nxt = _serve(tmp_path, url, next_id)
+    nxt = _serve(target_factory, tmp_path, url, next_id)
     log = nxt.log_path.read_text()
     swept = re.search(r"gala: swept (\d+) dead runs? \((\d+) keys\)", log)
     assert swept, log
@@ -143,11 +143,11 @@ def test_a_killed_supervisors_keys_are_swept_by_the_next_start(tmp_path, store):
         _stop(t, r, run_id)
 
 
-def test_sweep_command_dry_run_then_sweep_and_a_kept_run_stays(tmp_path, store):
+def test_sweep_command_dry_run_then_sweep_and_a_kept_run_stays(target_factory, tmp_path, store):
     url, r = store
     dead_id, kept_id = f"lease-dead-{secrets.token_hex(3)}", f"lease-kept-{secrets.token_hex(3)}"
-    kept = _serve(tmp_path, url, kept_id, "--keep-store")
-    dead = _serve(tmp_path, url, dead_id)
+    kept = _serve(target_factory, tmp_path, url, kept_id, "--keep-store")
+    dead = _serve(target_factory, tmp_path, url, dead_id)
     _with_state(kept)
     _with_state(dead)
     kept.stop()
