@@ -28,7 +28,7 @@ from loadtests.target.redis_store import prefix_for
 LEASE_DB = 13  # no other test uses it
 TTL = "2"  # seconds: the shortest lease --lease-ttl allows, so the test waits seconds, not a minute
 QUIET = "seed: 7\ndrops: {count: 0}\n"
-OUTSIDERS = {"gala-other:{x}:meta": "1", "gala:notarun": "1", "other:{lease-x}:meta": "1", "gala:{bad id!}:meta": "1"}
+OUTSIDERS = {"gala-other:{x}:meta": "1", "gala:{lease-notahash}:meta": "1", "gala:notarun": "1", "other:{lease-x}:meta": "1", "gala:{bad id!}:meta": "1"}
 
 
 @pytest.fixture
@@ -199,3 +199,17 @@ def test_sweep_unreachable_store_and_bad_lease_ttl_exit_2():
                               text=True, timeout=60, cwd=REPO)
         assert proc.returncode == 2 and proc.stderr.strip() == f"gala: --lease-ttl {ttl}: expected 2..3600 seconds", proc
     assert CLI_DEFAULT_LEASE_S == lease.DEFAULT_LEASE_S  # the CLI's default is the lease's (not imported there)
+
+
+def test_a_sweep_out_of_time_leaves_the_run_findable(store):
+    """Past its time budget (a supervisor's start gives it 10 s) the sweep stops; the next one finds the run whole."""
+    url, r = store
+    prefix = prefix_for(f"lease-slow-{secrets.token_hex(3)}")
+    sec, _ = r.time()
+    r.hset(prefix + "meta", mapping={"started": sec - 3600, "lease_s": 60})  # a dead run: no lease, an old meta
+    r.mset({f"{prefix}filler:{i}": i for i in range(10)})
+    out = lease.sweep(url, budget_s=0)
+    assert (out.dead, out.keys, out.left) == ([], 0, 1) and "1 dead left for the next sweep" in out.line(url, False)
+    assert len(list(r.scan_iter(prefix + "*"))) == 11
+    out = lease.sweep(url)
+    assert (out.dead, out.keys, out.left) == ([prefix], 11, 0) and list(r.scan_iter(prefix + "*")) == []

@@ -58,11 +58,12 @@ def holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def delete_run(client: redis.Redis, prefix: str, *, guarded: bool, between=None) -> tuple[int, bool]:
+def delete_run(client: redis.Redis, prefix: str, *, guarded: bool, go_on=None) -> tuple[int, bool]:
     """Delete a run's keys, its meta and lease last; (keys deleted, whether it got to the end).
 
     `guarded` (the sweep): every batch is skipped once the run holds a lease again, and the sweep
-    stops there. `between` is called between batches (the sweeping supervisor renews its own lease).
+    stops there. `go_on()` is called between batches; False stops there (meta and lease stay, so the
+    next sweep finds the run again).
     """
     last = [prefix + "meta", lease_key(prefix)]
     unlink = client.register_script(_GUARDED_UNLINK) if guarded else None
@@ -74,9 +75,7 @@ def delete_run(client: redis.Redis, prefix: str, *, guarded: bool, between=None)
         if got < 0:
             return False
         n += got
-        if between is not None:
-            between()
-        return True
+        return go_on is None or go_on()
 
     for key in client.scan_iter(match=prefix + "*", count=2000):
         if key.decode(errors="replace") in last:
@@ -88,8 +87,8 @@ def delete_run(client: redis.Redis, prefix: str, *, guarded: bool, between=None)
             batch = []
     if batch and not flush(batch):
         return n, False
-    whole = flush(last)
-    return n, whole
+    got = unlink(keys=[lease_key(prefix), *last]) if guarded else client.unlink(*last)
+    return n + max(got, 0), got >= 0
 
 
 def count_keys(client: redis.Redis, prefix: str) -> int:
@@ -105,6 +104,7 @@ class Swept:
     live: int = 0
     kept: int = 0
     starting: int = 0
+    left: int = 0  # dead runs not (wholly) swept within the time budget
 
     def line(self, url: str, dry_run: bool) -> str:
         runs = f"{len(self.dead)} dead run{'s' if len(self.dead) != 1 else ''} ({self.keys} keys)"
@@ -112,18 +112,28 @@ class Swept:
         named = ""
         if dry_run and self.dead:
             named = ": " + ", ".join(self.dead[:10]) + (f" and {len(self.dead) - 10} more" if len(self.dead) > 10 else "")
+        left = f"; {self.left} dead left for the next sweep (time budget)" if self.left else ""
         return (f"{head} from {url}{named}; untouched: {self.live} live, {self.kept} kept (--keep-store), "
-                f"{self.starting} starting")
+                f"{self.starting} starting{left}")
 
 
-def sweep(url: str, *, dry_run: bool = False, spare: str | None = None, between=None) -> Swept:
+def sweep(url: str, *, dry_run: bool = False, spare: str | None = None, between=None,
+          budget_s: float | None = None) -> Swept:
     """Find the runs under gala:{*}: whose lease is gone and delete their keys (or only count them).
 
-    `spare` is a prefix never swept (the sweeping supervisor's own run). Raises InputError naming
-    the URL when the store cannot be reached or refuses a command.
+    `spare` is a prefix never swept (the sweeping supervisor's own run); `between` is called between
+    batches (that supervisor renews its lease); past `budget_s` the sweep stops between two batches.
+    Raises InputError naming the URL when the store cannot be reached or refuses a command.
     """
     client = client_for(url)
     out = Swept()
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+
+    def go_on() -> bool:
+        if between is not None:
+            between()
+        return deadline is None or time.monotonic() < deadline
+
     try:
         client.ping()
         runs = []
@@ -138,30 +148,38 @@ def sweep(url: str, *, dry_run: bool = False, spare: str | None = None, between=
             prefix = f"gala:{{{run}}}:"
             pipe.ttl(lease_key(prefix))
             pipe.hmget(prefix + "meta", "started", "lease_s")
-        answers = pipe.execute()
+        answers = pipe.execute(raise_on_error=False)  # a key that is not a gala meta answers WRONGTYPE: skipped
         sec, usec = client.time()
         now = sec + usec / 1e6
-        for run, ttl, (started, lease_s) in zip(runs, answers[0::2], answers[1::2]):
+        for run, ttl, meta in zip(runs, answers[0::2], answers[1::2]):
             prefix = f"gala:{{{run}}}:"
+            if isinstance(meta, Exception) or isinstance(ttl, Exception) or meta[0] is None:
+                continue  # not a gala run's meta, or deleted since the scan
+            started, lease_s = meta
             if ttl == -1:  # a lease without TTL: a run stopped with --keep-store
                 out.kept += 1
                 continue
             if ttl >= 0:
                 out.live += 1
                 continue
-            if started is not None and now - _number(started, 0.0) <= _number(lease_s, DEFAULT_LEASE_S):
+            if now - _number(started, 0.0) <= _number(lease_s, DEFAULT_LEASE_S):
                 out.starting += 1  # a meta younger than its run's TTL: never sweep a run that is just starting
                 continue
             if dry_run:
                 out.dead.append(prefix)
                 out.keys += count_keys(client, prefix)
                 continue
-            n, whole = delete_run(client, prefix, guarded=True, between=between)
+            if not go_on():
+                out.left += 1
+                continue
+            n, whole = delete_run(client, prefix, guarded=True, go_on=go_on)
             out.keys += n
             if whole:
                 out.dead.append(prefix)
-            else:  # its supervisor came back with the same run id between two batches
+            elif client.exists(lease_key(prefix)):  # its supervisor came back with the same run id
                 out.live += 1
+            else:
+                out.left += 1
         return out
     except RedisError as exc:
         raise store_error(url, exc) from None

@@ -29,6 +29,7 @@ from .server import bind, event_loop_runner, serve, url_of
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
+SWEEP_BUDGET_S = 10.0  # at start, at most this long sweeping dead runs (~2.5 M keys), then serve; the next start goes on
 
 
 def _die_with_parent(parent: int) -> None:
@@ -87,11 +88,11 @@ def run_multi(host: str, port: int, config: TargetConfig, admin_token: str, toke
 def _sweep_dead_runs(store_url: str, prefix: str, lease: Lease) -> None:
     """Delete the keys of runs whose supervisor died (their lease lapsed); one line on stderr when any."""
     try:
-        swept = sweep(store_url, spare=prefix, between=lease.renew_if_due)
+        swept = sweep(store_url, spare=prefix, between=lease.renew_if_due, budget_s=SWEEP_BUDGET_S)
     except Exception as exc:  # noqa: BLE001 - a failed sweep must not keep the target from serving
         print(f"gala: could not sweep dead runs' keys from {redact(store_url)} ({exc})", file=sys.stderr, flush=True)
         return
-    if swept.dead:
+    if swept.dead or swept.left:
         print(f"gala: {swept.line(redact(store_url), dry_run=False)}", file=sys.stderr, flush=True)
 
 
