@@ -28,7 +28,8 @@ from loadtests.target.redis_store import prefix_for
 LEASE_DB = 13  # no other test uses it
 TTL = "2"  # seconds: the shortest lease --lease-ttl allows, so the test waits seconds, not a minute
 QUIET = "seed: 7\ndrops: {count: 0}\n"
-OUTSIDERS = {"gala-other:{x}:meta": "1", "gala:{lease-notahash}:meta": "1", "gala:notarun": "1", "other:{lease-x}:meta": "1", "gala:{bad id!}:meta": "1"}
+OUTSIDERS = {"gala-other:{x}:meta": "1", "gala:{lease-notahash}:meta": "1", "gala:notarun": "1",  # never swept
+             "other:{lease-x}:meta": "1", "gala:{bad id!}:meta": "1"}
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ carry the run's prefix `gala:{RUN}:` (runs never see each other's data; the brac
 one cluster slot). The clock is Redis's own (TIME, inside the scripts) and the run's start is
 stored once in the prefix's `meta`, so every process agrees when a scheduled drop opens.
 The key layout is in lua/prelude.lua and API.md. Connection failures become `StoreUnavailable`
-(503); redis-py's retries are off, so a script is never sent twice.
+(503); redis-py's retries are off, so a script is never sent twice. The supervisor's lease on the
+run and the sweep of dead runs' keys are in lease.py.
 """
 
 from __future__ import annotations
