@@ -214,3 +214,23 @@ def test_a_sweep_out_of_time_leaves_the_run_findable(store):
     assert len(list(r.scan_iter(prefix + "*"))) == 11
     out = lease.sweep(url)
     assert (out.dead, out.keys, out.left) == ([prefix], 11, 0) and list(r.scan_iter(prefix + "*")) == []
+
+
+def test_a_supervisor_stalled_past_its_lease_says_so_when_it_resumes(target_factory, tmp_path, store):
+    """SIGSTOP longer than the TTL: the run counts as dead (a sweep takes it); on SIGCONT the supervisor says so."""
+    url, r = store
+    run_id = f"lease-stalled-{secrets.token_hex(3)}"
+    t = _serve(target_factory, tmp_path, url, run_id)
+    os.kill(t.pid, signal.SIGSTOP)
+    try:
+        _wait_lapsed(r, run_id)
+        out = lease.sweep(url)
+        assert prefix_for(run_id) in out.dead and _keys(r, run_id) == set()
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 30  # a hang guard: it renews within a third of the TTL
+    while "the run's lease had lapsed" not in t.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "gala: the run's lease had lapsed" in t.log_path.read_text()
+    assert r.ttl(prefix_for(run_id) + "lease") >= 0  # held again, so no further sweep takes what it writes next
+    _stop(t, r, run_id)

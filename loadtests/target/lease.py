@@ -198,34 +198,35 @@ class Lease:
     """The supervisor's lease on its run: renewed by a thread of its own every third of the TTL.
 
     Start the thread after the workers are forked (forking a process with threads may deadlock the
-    child). A renewal that fails, or finds the lease gone (swept while Redis or the supervisor
-    was stalled longer than the TTL), is reported once on stderr; the run goes on.
+    child). A renewal that fails, or finds the lease gone (the supervisor or Redis stalled
+    longer than the TTL, and a sweep may have taken the run), is reported once on stderr; the run goes on.
     """
 
     def __init__(self, url: str, prefix: str, ttl_s: int):
         self.url, self.key, self.ttl_s = url, lease_key(prefix), ttl_s
-        self.client = client_for(url, timeout_s=max(1.0, ttl_s / 3))
+        # a renewal that hangs must not outlast the next one (nor keep a stop waiting for long)
+        self.client = client_for(url, timeout_s=min(5.0, max(1.0, ttl_s / 3)))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._renewed = time.monotonic()
-        self._warned = False
+        self._warned: set[str] = set()
 
     def renew(self) -> None:
         try:
             if not self.client.set(self.key, holder(), ex=self.ttl_s, xx=True):
                 self.client.set(self.key, holder(), ex=self.ttl_s)
-                self._warn("the run's lease had lapsed (a stall longer than its TTL?); a sweep may have deleted its keys")
+                self._warn("lapsed", "the run's lease had lapsed (a stall longer than its TTL?); a sweep may have deleted its keys")
         except RedisError as exc:
-            self._warn(f"could not renew the run's lease {self.key} ({exc}); it lapses {self.ttl_s} s after the last renewal")
+            self._warn("failed", f"could not renew the run's lease {self.key} ({exc}); it lapses {self.ttl_s} s after the last renewal")
         self._renewed = time.monotonic()
 
     def renew_if_due(self) -> None:
         if time.monotonic() - self._renewed >= self.ttl_s / 3:
             self.renew()
 
-    def _warn(self, text: str) -> None:
-        if not self._warned:
-            self._warned = True
+    def _warn(self, kind: str, text: str) -> None:
+        if kind not in self._warned:  # once of each kind: a Redis down for minutes is one line, not hundreds
+            self._warned.add(kind)
             print(f"gala: {text}", file=sys.stderr, flush=True)
 
     def start(self) -> None:
@@ -241,7 +242,7 @@ class Lease:
         """Stop renewing; `keep` (--keep-store) leaves a lease without TTL, so no sweep takes the run."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.ttl_s)
+            self._thread.join(timeout=10)
         try:
             if keep:
                 self.client.set(self.key, KEPT)
