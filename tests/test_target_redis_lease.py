@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -234,3 +235,17 @@ def test_a_supervisor_stalled_past_its_lease_says_so_when_it_resumes(target_fact
     assert "gala: the run's lease had lapsed" in t.log_path.read_text()
     assert r.ttl(prefix_for(run_id) + "lease") >= 0  # held again, so no further sweep takes what it writes next
     _stop(t, r, run_id)
+
+
+def test_a_refused_port_is_one_line_and_leaves_no_keys(store):
+    url, r = store
+    run_id = f"lease-port-{secrets.token_hex(3)}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([*GALA, "target", "serve", "--port", str(port), "--processes", "2", "--store", url,
+                               "--run-id", run_id], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"gala: --port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)"], proc
+    assert _keys(r, run_id) == set()  # its meta and lease were written, then deleted: nothing waits for a sweep

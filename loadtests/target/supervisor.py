@@ -71,10 +71,12 @@ def run_multi(host: str, port: int, config: TargetConfig, admin_token: str, toke
     prefix = prepare(store_url, run_id, config, lease_s)  # InputError (exit 2) when the store does not answer
     lease = Lease(store_url, prefix, lease_s)
     _sweep_dead_runs(store_url, prefix, lease)
+    code = None
     try:
-        return _serve(host, port, config, admin_token, token_printed, faults, fault_specs, processes, store_url,
+        code = _serve(host, port, config, admin_token, token_printed, faults, fault_specs, processes, store_url,
                       prefix, link_cpu, lease)
-    finally:  # also when the workers did not start: nothing is left to the sweep that the supervisor can tidy
+        return code
+    finally:  # also when the port or the workers failed: nothing is left to the sweep that the supervisor can tidy
         lease.stop(keep=keep_store)
         if not keep_store:
             try:
@@ -82,7 +84,8 @@ def run_multi(host: str, port: int, config: TargetConfig, admin_token: str, toke
             except Exception as exc:  # noqa: BLE001 - stopping must not fail over a tidy-up
                 print(f"gala: could not delete the run's keys {prefix}* ({exc}); a sweep will, "
                       f"once its lease lapses", file=sys.stderr)
-        print("target stopped", file=sys.stderr, flush=True)
+        if code is not None:  # a refused --port stays one line
+            print("target stopped", file=sys.stderr, flush=True)
 
 
 def _sweep_dead_runs(store_url: str, prefix: str, lease: Lease) -> None:
