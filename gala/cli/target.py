@@ -1,11 +1,19 @@
-"""`gala target serve`: run the built-in reference target (a real red-envelope service) on loopback."""
+"""`gala target serve`: run the built-in reference target (a real red-envelope service) on loopback;
+`gala target sweep`: delete the Redis keys of runs whose supervisor died."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 
+from gala.contract.errors import ExitCode, exit_codes_help
+
 MAX_PROCESSES = 64
+# --lease-ttl: the default is loadtests.target.lease.DEFAULT_LEASE_S (not imported: it would import redis-py
+# into every gala command); below 2 s a stall of the supervisor or of Redis would lose a live run.
+DEFAULT_LEASE_S, LEASE_RANGE_S = 60, (2, 3600)
+SWEEP_EPILOG = exit_codes_help(ExitCode.OK, ExitCode.BAD_INPUT, ok="swept, or nothing to sweep (--dry-run: counted)")
 
 
 def register(sub) -> None:
@@ -30,16 +38,52 @@ def register(sub) -> None:
                    help=f"server processes on the one port, 1..{MAX_PROCESSES}; more than 1 needs --store (default: %(default)s)")
     s.add_argument("--run-id", metavar="ID", help="the run's key prefix in the store, gala:{ID}: (letters, digits, - and _; "
                    "default: a fresh random one, so runs never see each other's data)")
-    s.add_argument("--keep-store", action="store_true", help="leave the run's keys in the store after stopping (default: delete them)")
+    s.add_argument("--keep-store", action="store_true", help="leave the run's keys in the store after stopping (default: delete "
+                   "them); a kept run is never swept")
+    s.add_argument("--lease-ttl", type=int, default=DEFAULT_LEASE_S, metavar="SECONDS",
+                   help=f"with --store: the supervisor's lease on its run's keys, renewed every third of it; once it lapses "
+                        f"(the supervisor was killed), the next supervisor's start or `gala target sweep` deletes them; "
+                        f"{LEASE_RANGE_S[0]}..{LEASE_RANGE_S[1]} (default: %(default)s)")
     s.add_argument("--no-link-cpu", dest="link_cpu", action="store_false",
                    help="do not time each link's handlers (GET /admin/cpu; on by default, a few per cent of CPU)")
     s.set_defaults(func=_serve)
+    w = tsub.add_parser("sweep", help="delete the Redis keys of runs whose supervisor died (their lease lapsed)",
+                        description="Delete the keys gala:{RUN}:* of every run in the store whose supervisor's lease\n"
+                                    "lapsed and whose start is older than its lease TTL (a supervisor killed with -9\n"
+                                    "cannot tidy up). Live runs and runs stopped with --keep-store are left alone; no\n"
+                                    "other key is touched. Prints one line: what it swept and what it left alone.\n"
+                                    "Every `gala target serve --store` sweeps the same way when it starts.",
+                        epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("--store", metavar="URL", required=True, help="the Redis, e.g. redis://127.0.0.1:6379/0")
+    w.add_argument("--dry-run", action="store_true", help="only count and name the dead runs; delete nothing")
+    w.add_argument("--allow-remote", action="store_true", help="allow a --store beyond loopback")
+    w.set_defaults(func=_sweep)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _check_store(url: str, allow_remote: bool) -> None:
+    from urllib.parse import urlsplit
+
+    from gala.contract.errors import InputError
+    from gala.contract.loopback import is_loopback_host
+    from loadtests.target.launch import check_store_url
+
+    check_store_url(url)
+    if not is_loopback_host(urlsplit(url).hostname) and not allow_remote:
+        raise InputError(f"--store {url!r} is not on a loopback address; pass --allow-remote to use it")
+
+
+def _sweep(args) -> int:
+    from loadtests.target.launch import redact
+    from loadtests.target.lease import sweep
+
+    _check_store(args.store, args.allow_remote)
+    print(sweep(args.store, dry_run=args.dry_run).line(redact(args.store), args.dry_run), flush=True)
+    return int(ExitCode.OK)
 
 
 def _serve(args) -> int:
     import secrets
-    from urllib.parse import urlsplit
 
     from gala.contract.errors import InputError
     from gala.contract.loopback import is_loopback_host
@@ -57,12 +101,10 @@ def _serve(args) -> int:
                          "in-memory state cannot be shared between processes")
     if args.run_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.run_id):
         raise InputError(f"--run-id {args.run_id!r}: expected 1..64 letters, digits, '-' or '_'")
+    if not LEASE_RANGE_S[0] <= args.lease_ttl <= LEASE_RANGE_S[1]:
+        raise InputError(f"--lease-ttl {args.lease_ttl}: expected {LEASE_RANGE_S[0]}..{LEASE_RANGE_S[1]} seconds")
     if args.store:
-        from loadtests.target.launch import check_store_url
-
-        check_store_url(args.store)
-        if not is_loopback_host(urlsplit(args.store).hostname) and not args.allow_remote:
-            raise InputError(f"--store {args.store!r} is not on a loopback address; pass --allow-remote to use it")
+        _check_store(args.store, args.allow_remote)
     config = load_config(args.config)
     faults = merge_faults(config.faults, args.inject)
     token = args.admin_token or os.environ.get("GALA_ADMIN_TOKEN")
@@ -74,7 +116,7 @@ def _serve(args) -> int:
 
         return run_multi(args.host, args.port, config, token, printed, faults, describe(faults),
                          processes=args.processes, store_url=args.store, run_id=args.run_id or secrets.token_hex(6),
-                         keep_store=args.keep_store, link_cpu=args.link_cpu)
+                         keep_store=args.keep_store, link_cpu=args.link_cpu, lease_s=args.lease_ttl)
     from loadtests.target.server import run
 
     return run(args.host, args.port, config, token, printed, faults, describe(faults), link_cpu=args.link_cpu)

@@ -6,7 +6,8 @@ carry the run's prefix `gala:{RUN}:` (runs never see each other's data; the brac
 one cluster slot). The clock is Redis's own (TIME, inside the scripts) and the run's start is
 stored once in the prefix's `meta`, so every process agrees when a scheduled drop opens.
 The key layout is in lua/prelude.lua and API.md. Connection failures become `StoreUnavailable`
-(503); redis-py's retries are off, so a script is never sent twice.
+(503); redis-py's retries are off, so a script is never sent twice. The supervisor's lease on the
+run and the sweep of dead runs' keys are in lease.py.
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ import secrets
 from importlib import resources
 
 import numpy as np
-import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from gala.contract.errors import InputError
 
 from .config import CARD_KINDS, TargetConfig
 from .launch import check_store_url
+from .lease import DEFAULT_LEASE_S, client_for, delete_run, holder, lease_key, store_error
 from .split import random_split
 from .store import Rejected, Snapshot, Store, StoreUnavailable
 
@@ -69,46 +69,43 @@ def _meta(config: TargetConfig, started: float, config_hash: str) -> dict:
     return meta
 
 
-def prepare(url: str, run_id: str, config: TargetConfig) -> str:
-    """Check the store answers and write the run's meta once (its start time is Redis's clock now).
+def prepare(url: str, run_id: str, config: TargetConfig, lease_s: int = DEFAULT_LEASE_S) -> str:
+    """Check the store answers, take the run's lease and write its meta once (its start is Redis's clock now).
 
     Synchronous, in the supervisor before the workers start. Raises InputError (exit 2) naming the
     URL when Redis cannot be reached, or when the run id already holds a run with another config.
+    The lease (lease.py) is written with the meta in one transaction, so no sweep sees the run without it.
     """
     check_store_url(url)
     prefix = prefix_for(run_id)
     config_hash = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5, retry=Retry(NoBackoff(), 0))
+    client = client_for(url, timeout_s=5)
     try:
         client.ping()
         existing = client.hget(prefix + "meta", "config")
         if existing is not None and existing.decode() != config_hash:
             raise InputError(f"--store {url}: run id {run_id!r} already holds a run with another config; pick another --run-id")
+        pipe = client.pipeline(transaction=True)
+        pipe.set(lease_key(prefix), holder(), ex=lease_s)
         if existing is None:
             sec, usec = client.time()
-            client.hset(prefix + "meta", mapping=_meta(config, sec + usec / 1e6, config_hash))
+            pipe.hset(prefix + "meta", mapping=_meta(config, sec + usec / 1e6, config_hash))
+        pipe.hset(prefix + "meta", "lease_s", lease_s)
+        pipe.execute()
         for name in SCRIPTS:
             client.script_load(script_text(name))
     except RedisError as exc:
-        raise InputError(f"--store {url}: cannot use Redis there ({exc})") from None
+        raise store_error(url, exc) from None
     finally:
         client.close()
     return prefix
 
 
 def cleanup(url: str, prefix: str) -> int:
-    """Delete the run's keys (on a clean stop); returns how many. Errors are the caller's to report."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, retry=Retry(NoBackoff(), 0))
+    """Delete the run's keys (on a clean stop), its meta and lease last; returns how many. Errors are the caller's to report."""
+    client = client_for(url)
     try:
-        n, batch = 0, []
-        for key in client.scan_iter(match=prefix + "*", count=2000):
-            batch.append(key)
-            if len(batch) >= 2000:
-                n += client.unlink(*batch)
-                batch = []
-        if batch:
-            n += client.unlink(*batch)
-        return n
+        return delete_run(client, prefix, guarded=False)[0]
     finally:
         client.close()
 

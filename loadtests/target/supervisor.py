@@ -8,6 +8,8 @@ per-socket queues would not give). It prints `serving on http://HOST:PORT` once 
 ready, reports a worker's death on stderr (the others go on; it does not restart it, so a run
 sees the loss), and on SIGTERM/SIGINT stops the workers and deletes the run's keys (unless
 --keep-store). Workers get SIGTERM if the supervisor dies (PR_SET_PDEATHSIG): none outlives it.
+A supervisor killed with -9 cannot tidy up, so it holds a lease on its run while it lives
+(lease.py) and, at start, sweeps the keys of runs whose lease lapsed.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import time
 
 from .config import LinkFaults, TargetConfig
 from .launch import redact
+from .lease import DEFAULT_LEASE_S, Lease, sweep
 from .server import bind, event_loop_runner, serve, url_of
 
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
+SWEEP_BUDGET_S = 10.0  # at start, at most this long sweeping dead runs (~2.5 M keys), then serve; the next start goes on
 
 
 def _die_with_parent(parent: int) -> None:
@@ -61,10 +65,42 @@ def _describe(status: int) -> str:
 
 def run_multi(host: str, port: int, config: TargetConfig, admin_token: str, token_printed: bool,
               faults: dict[str, LinkFaults], fault_specs: list[str], *, processes: int, store_url: str,
-              run_id: str, keep_store: bool, link_cpu: bool = True) -> int:
+              run_id: str, keep_store: bool, link_cpu: bool = True, lease_s: int = DEFAULT_LEASE_S) -> int:
     from .redis_store import cleanup, prepare
 
-    prefix = prepare(store_url, run_id, config)  # InputError (exit 2) when the store does not answer
+    prefix = prepare(store_url, run_id, config, lease_s)  # InputError (exit 2) when the store does not answer
+    lease = Lease(store_url, prefix, lease_s)
+    _sweep_dead_runs(store_url, prefix, lease)
+    code = None
+    try:
+        code = _serve(host, port, config, admin_token, token_printed, faults, fault_specs, processes, store_url,
+                      prefix, link_cpu, lease)
+        return code
+    finally:  # also when the port or the workers failed: nothing is left to the sweep that the supervisor can tidy
+        lease.stop(keep=keep_store)
+        if not keep_store:
+            try:
+                cleanup(store_url, prefix)
+            except Exception as exc:  # noqa: BLE001 - stopping must not fail over a tidy-up
+                print(f"gala: could not delete the run's keys {prefix}* ({exc}); a sweep will, "
+                      f"once its lease lapses", file=sys.stderr)
+        if code is not None:  # a refused --port stays one line
+            print("target stopped", file=sys.stderr, flush=True)
+
+
+def _sweep_dead_runs(store_url: str, prefix: str, lease: Lease) -> None:
+    """Delete the keys of runs whose supervisor died (their lease lapsed); one line on stderr when any."""
+    try:
+        swept = sweep(store_url, spare=prefix, between=lease.renew_if_due, budget_s=SWEEP_BUDGET_S)
+    except Exception as exc:  # noqa: BLE001 - a failed sweep must not keep the target from serving
+        print(f"gala: could not sweep dead runs' keys from {redact(store_url)} ({exc})", file=sys.stderr, flush=True)
+        return
+    if swept.dead or swept.left:
+        print(f"gala: {swept.line(redact(store_url), dry_run=False)}", file=sys.stderr, flush=True)
+
+
+def _serve(host, port, config, admin_token, token_printed, faults, fault_specs, processes, store_url, prefix,
+           link_cpu, lease: Lease) -> int:
     sock = bind(host, port)
     url = url_of(host, sock)
     me, workers, pipes = os.getpid(), {}, {}
@@ -86,6 +122,7 @@ def run_multi(host: str, port: int, config: TargetConfig, admin_token: str, toke
         os.close(w)
         workers[pid], pipes[r] = index, pid
     sock.close()  # the workers hold it now
+    lease.start()  # a thread: only once every fork is done
 
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,17 +146,11 @@ def run_multi(host: str, port: int, config: TargetConfig, admin_token: str, toke
         print(f"admin token: {admin_token}", flush=True)
     if fault_specs:
         print(f"injected faults: {' '.join(fault_specs)}", flush=True)
-    print(f"processes: {processes} sharing {redact(store_url)} under keys {prefix}* "
-          f"(pids {' '.join(map(str, workers))})", flush=True)
+    print(f"processes: {processes} sharing {redact(store_url)} under keys {prefix}*, "
+          f"lease {lease.ttl_s} s (pids {' '.join(map(str, workers))})", flush=True)
 
     code = _watch(workers, processes, stopping)
     _stop(workers)
-    if not keep_store:
-        try:
-            cleanup(store_url, prefix)
-        except Exception as exc:  # noqa: BLE001 - stopping must not fail over a tidy-up
-            print(f"gala: could not delete the run's keys {prefix}* ({exc})", file=sys.stderr)
-    print("target stopped", file=sys.stderr, flush=True)
     return code
 
 
