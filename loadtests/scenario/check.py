@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gala.contract.yamlfile import fault, shown_path
 from loadtests.scenario.model import GALA_USERS_MODULE, Scenario
+from loadtests.scenario.timing import phase_times, segments
 
 # A user makes one request at a time and waits for each reply before its next action, so its rate is at
 # most 1 / (reply time + its own overhead). 50 actions/s leaves 20 ms per action: already more than a
@@ -34,9 +35,9 @@ class Findings:
 
 def owned_seconds(sc: Scenario) -> list[float]:
     """Per phase, the seconds of the run it owns (the requests made then are attributed to it)."""
-    times = sc._phase_times()
+    times = phase_times(sc)
     owned = [0.0] * len(times)
-    for t0, t1, own, _active in sc._segments(times):
+    for t0, t1, own, _active in segments(times):
         owned[own] += t1 - t0
     return owned
 

@@ -1,5 +1,5 @@
-"""The scenario's typed model: links, users and their pacing, phases, the target, the seed; and the
-phases as they will run (`Scenario.planned_phases`: times after duration_scale, intended rates).
+"""The scenario's typed model: links, users and their pacing, phases, the target, the seed. How the
+phases will run (`Scenario.planned_phases`) is computed in `loadtests.scenario.timing`.
 
 Pure pydantic: no I/O (the loader is `loadtests.scenario.load`), no Locust, no gevent.
 """
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from gala.contract.errors import InputError
 from gala.contract.loopback import is_loopback_url
-from gala.contract.phases import owner
+from loadtests.scenario.timing import PhasePlan, peak_users, planned_phases, user_rates_at
 
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = PACKAGED_DIR / "feb1.yaml"
@@ -237,19 +237,6 @@ class PhaseSpec(_Strict):
 
 
 
-class PhasePlan(BaseModel):
-    """A phase as it will run: times after duration_scale, and what each link is asked to carry."""
-
-    name: str
-    start_s: float
-    end_s: float
-    users: dict[str, int]
-    spawn_rate: float
-    intended_rps: dict[str, float]
-    # Per-user action rate of each user class in this phase (arrival phases change it).
-    user_rate_per_s: dict[str, float]
-
-
 class Scenario(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.-]*$")
     description: str = ""
@@ -320,74 +307,17 @@ class Scenario(_Strict):
         return max(p.end_s for p in self.planned_phases())
 
     def planned_phases(self) -> list[PhasePlan]:
-        """The phases' times after duration_scale, users, and intended requests/s per link.
-
-        A request belongs to the most recently started phase still running, so a phase's intended
-        rate counts every user running during the time attributed to it (overlapping phases' users
-        included), divided by the phase's whole duration, exactly as its achieved rps is measured.
-        """
-        times, rates = self._phase_times(), [_phase_user_rates(self, p) for p in self.phases]
-        expected: list[dict[str, float]] = [{} for _ in self.phases]
-        for t0, t1, own, active in self._segments(times):
-            counts: dict[str, int] = {}
-            rate_now: dict[str, float] = {}
-            for i in active:  # later-started phases override a class's pace
-                for u, n in self.phases[i].users.items():
-                    counts[u] = counts.get(u, 0) + n
-                    if n:
-                        rate_now[u] = rates[i][u]
-            for u, n in counts.items():
-                spec = self.users[u]
-                if not n or spec.pacing == "none":
-                    continue
-                for link, share in spec.shares().items():
-                    expected[own][link] = expected[own].get(link, 0.0) + n * rate_now[u] * share * (t1 - t0)
-        plans = []
-        for i, p in enumerate(self.phases):
-            start, end = times[i]
-            total_users = sum(p.users.values())
-            # Ramp within ~10% of the phase (at least 1 s) unless the file says otherwise.
-            spawn = p.spawn_rate or max(1.0, total_users / max(1.0, 0.1 * (end - start)))
-            plans.append(PhasePlan(
-                name=p.name, start_s=start, end_s=end, users=dict(p.users), spawn_rate=spawn,
-                intended_rps={k: round(v / (end - start), 6) for k, v in expected[i].items() if v > 0},
-                user_rate_per_s=rates[i],
-            ))
-        return plans
-
-    def _phase_times(self) -> list[tuple[float, float]]:
-        out, prev_end = [], 0.0
-        for p in self.phases:
-            start = prev_end if p.start_s is None else p.start_s * self.duration_scale
-            prev_end = start + p.duration_s * self.duration_scale
-            out.append((start, prev_end))
-        return out
-
-    @staticmethod
-    def _segments(times: list[tuple[float, float]]):
-        """Yield (t0, t1, owning phase index, active phase indexes) between consecutive phase edges."""
-        edges = sorted({t for se in times for t in se})
-        for t0, t1 in zip(edges, edges[1:]):
-            active = [i for i, (s, e) in enumerate(times) if s <= t0 and e >= t1]
-            if active:
-                yield t0, t1, owner([s for s, _ in times], [e for _, e in times], t0), sorted(active, key=lambda i: (times[i][0], i))
+        """The phases as they will run: times after duration_scale, users, intended requests/s per link."""
+        return planned_phases(self)
 
     def user_rates_at(self, t_s: float) -> dict[str, float]:
         """Per-user action rate of each user class at run time t_s (the most recently started phase wins)."""
-        out = {name: u.rate_per_s for name, u in self.users.items()}
-        times = self._phase_times()
-        for i in sorted(range(len(times)), key=lambda i: (times[i][0], i)):
-            if times[i][0] <= t_s:
-                out.update({k: v for k, v in _phase_user_rates(self, self.phases[i]).items()
-                            if self.phases[i].users.get(k)})
-        return out
+        return user_rates_at(self, t_s)
 
     @property
     def peak_users(self) -> int:
         """The most users running at once (overlapping phases add up)."""
-        plans = self.planned_phases()
-        return max((sum(sum(q.users.values()) for q in plans if q.start_s <= p.start_s < q.end_s) for p in plans),
-                   default=0)
+        return peak_users(self.planned_phases())
 
     def link_of(self, request_name: str) -> str:
         """The link of a Locust request name: `<link>:<label>` (text before the first ':') when that is a
@@ -403,14 +333,3 @@ class Scenario(_Strict):
         if best:
             return next(u.request_links[best] for u in self.users.values() if best in u.request_links)
         return head
-
-
-def _phase_user_rates(sc: Scenario, p: PhaseSpec) -> dict[str, float]:
-    """Per-user rate of each user class in phase p: its own rate, or the one its arrival_rps asks."""
-    rates = {u: sc.users[u].rate_per_s for u in p.users}
-    for link, rps in (p.arrival_rps or {}).items():
-        carriers = [u for u, n in p.users.items() if n > 0 and sc.users[u].shares().get(link)]
-        for u in carriers:
-            share = sc.users[u].shares()[link]
-            rates[u] = rps / (len(carriers) * p.users[u] * share)
-    return rates
