@@ -64,7 +64,7 @@ def measured(tmp_path_factory):
     """One real `gala run --knee measure`: (process, the run's folder, the knee search's folder)."""
     out = tmp_path_factory.mktemp("run-knee")
     proc = gala("run", "--duration-scale", "0.2", "--knee", "measure", "--target-cpu-limit", "0.5",
-                "--knee-phase", "grab", "--knee-max-time", "25", "--knee-step-s", "2", "--out", str(out),
+                "--knee-phase", "grab", "--knee-max-time", "28", "--knee-step-s", "3", "--out", str(out),
                 timeout_s=200)
     runs = [p for p in out.iterdir() if (p / "run.json").is_file()]
     knees = [p for p in out.iterdir() if (p / "knee.json").is_file()]
