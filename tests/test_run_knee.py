@@ -99,3 +99,31 @@ def test_run_knee_dir_is_the_plan_of_run_and_knee(measured, tmp_path):
     assert _anchored(plan, "grab"), plan["assumptions"]
     again = plan_run([run_dir, knee_dir], out_dir=tmp_path / "again").plan
     assert plan["allocation"] == json.loads(again.model_dump_json())["allocation"]
+
+
+def test_a_search_the_generator_saturated_leaves_the_plan_to_the_run_alone_and_exits_1(measured, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """The search's own verdict injected (probe.search returns what a generator-saturated search returns,
+    exit 1); the run's folder and the plan are real: the plan is the run's alone, extrapolated, exit 1."""
+    import shutil
+
+    from capacity_model.knee_report import load_knee
+    from gala.cli import build_parser, probe, run_knee
+    from gala.cli.run import after_run
+    from gala.contract.results import load_run_info
+    from loadtests.orchestrator.options import RunOutcome
+
+    _, run_src, knee_dir = measured
+    run_dir = tmp_path / run_src.name
+    shutil.copytree(run_src, run_dir, ignore=shutil.ignore_patterns("plan"))
+    stopped = load_knee(knee_dir).model_copy(update={"stopped": "the generator saturated in mix grab: 97% of a core"})
+    monkeypatch.setattr(probe, "search", lambda s: (1, stopped))
+    args = build_parser().parse_args(["run", "--quiet", "--knee", "measure", "--out", str(tmp_path)])
+    knee = run_knee.Knee(search=probe.Search(args=args, say=lambda _m: None, bench=None, mixes=[], budgets={},
+                                             ceiling=0.7, node_cores=0.5))
+    code = after_run(RunOutcome(run_dir=run_dir, info=load_run_info(run_dir), exit_code=0), args, knee)
+    err = capsys.readouterr().err
+    assert code == 1 and "the knee search stopped: the generator saturated in mix grab" in err, err
+    plan = _plan(run_dir)
+    assert not _anchored(plan, "grab")
+    assert any(n.startswith("grab: figures extrapolated linearly") for n in plan["notes"]), plan["notes"]
