@@ -24,7 +24,7 @@ examples:
   gala run --web-ui                          watch in Locust's web UI on http://127.0.0.1:8089
   gala run --metrics-port 9646 --otel        Prometheus on 127.0.0.1:9646, OpenTelemetry from OTEL_* variables
   gala run -u 100 -t 1m                      the busiest moment scaled to 100 users; stop after a minute
-  gala run --knee measure                    then a knee search of the mixes (target held to 0.25 core, ~3.5 min):
+  gala run --knee measure                    then a knee search of the mixes (target held to 0.25 core, ~4 min):
                                              the plan's demand at the ceiling measured, not extrapolated
   gala run --knee results/<knee-search>      plan from the run and an earlier search (gala probe) together
 
