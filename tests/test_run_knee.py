@@ -4,7 +4,9 @@ A bad --knee is refused before any load (one line, exit 2, nothing made). One re
 `--knee measure` (feb1 at a fifth of its length, the built-in target held to half a core, the grab mix
 only, a bounded search of short steps) writes the search's folder and a plan whose grab demand at the
 ceiling is anchored on it, not extrapolated; that folder then serves `--knee DIR` after a tiny rehearsal,
-whose plan is the one `gala plan RUN KNEE` makes."""
+whose plan is the one `gala plan RUN KNEE` makes; and a search the generator saturated (its verdict
+injected) leaves that run's plan to the run alone, extrapolated, with exit 1. About 70 s in all: the
+rehearsal ~20 s, three 3-second steps ~30 s (fewer fall short of the ceiling), the tiny rehearsal ~13 s."""
 
 from __future__ import annotations
 
