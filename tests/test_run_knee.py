@@ -28,6 +28,19 @@ def _half_written(tmp_path: Path) -> Path:
     return folder
 
 
+def _interrupted(tmp_path: Path) -> Path:
+    """A whole knee.json of a search stopped by Ctrl-C in its first step: no step measured."""
+    from capacity_model.contracts.knee import KneeSearch
+
+    folder = tmp_path / "knee-interrupted"
+    folder.mkdir()
+    (folder / "knee.json").write_text(KneeSearch(
+        search_id=folder.name, scenario="feb1.yaml", target="builtin", ceiling=0.7, budgets={},
+        started_at="2026-11-29T12:00:00Z", ended_at="2026-11-29T12:00:08Z", wall_s=8, mixes=[],
+        stopped="interrupted").model_dump_json())
+    return folder
+
+
 def _run_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "a-run"
     folder.mkdir()
@@ -39,9 +52,10 @@ def _run_folder(tmp_path: Path) -> Path:
     (lambda t: t / "nosuch", [], "no such folder"),
     (_half_written, [], "no knee.json (a search still running or cut short"),
     (_run_folder, [], "no knee.json"),
+    (_interrupted, [], "mixes: no step measured (the search stopped: interrupted)"),
     (lambda t: "measure", ["--no-plan"], "--knee: a knee is for the plan; drop --no-plan"),
     (lambda t: "measure", ["--host", "http://127.0.0.1:9"], "--knee measure: needs the target's CPU"),
-], ids=["missing", "half-written", "a-run-folder", "no-plan", "black-box"])
+], ids=["missing", "half-written", "a-run-folder", "interrupted", "no-plan", "black-box"])
 def test_a_bad_knee_is_one_line_exit_2_and_nothing_made(tmp_path, make, extra, says):
     out = tmp_path / "out"
     proc = gala("run", "--knee", str(make(tmp_path)), *extra, "--out", str(out), timeout_s=60)

@@ -93,6 +93,9 @@ def check_folder(folder: Path, scenario: Path | None) -> Path:
     if not any(set(k.fractions) & critical for k in knee.mixes):
         raise InputError(f"--knee {folder / KNEE_FILE}: mixes: none loads a critical link of this scenario "
                          f"({', '.join(sorted(critical))}); expected a search of the same system")
+    if knee.stopped:  # gala plan RUN KNEE takes it as it is; say what it rests on
+        print(f"gala run: warning: --knee {folder}: that search stopped early ({knee.stopped}); the plan uses what "
+              "it measured", file=sys.stderr, flush=True)
     blind = not any(st.target_cpu_cores is not None for k in knee.mixes for st in k.steps)
     for k in knee.mixes if blind else []:  # without the target's CPU the plan reads the steps as step-load runs
         for st in k.steps:
