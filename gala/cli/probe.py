@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from gala.contract.errors import ExitCode, InputError, exit_codes_help
 
@@ -103,30 +105,77 @@ def _line(step) -> str:
 
 
 def main(args) -> int:
-    from capacity_model.contracts.knee import KneeSearch
-    from capacity_model.knee import KneeConfig, generator_saturated, measure_step, next_rate, summarize
-    from capacity_model.knee_report import write_knee
+    say = (lambda _m: None) if args.quiet else (lambda m: print(f"gala probe: {m}", flush=True))
+    return int(search(prepare(args, say))[0])
+
+
+def defaults(**overrides) -> argparse.Namespace:
+    """`gala probe`'s options at their defaults, with `overrides`: for a search started by another command."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    register(sub)
+    args = sub.choices["probe"].parse_args([])
+    for k, v in overrides.items():
+        if not hasattr(args, k):
+            raise AttributeError(f"gala probe has no option {k}")
+        setattr(args, k, v)
+    return args
+
+
+@dataclass
+class Search:
+    """A knee search checked and ready: nothing started, no folder made (bad input raised before)."""
+
+    args: argparse.Namespace
+    say: Callable[[str], None]
+    bench: object               # loadtests.orchestrator.knee.KneeBench
+    mixes: list
+    budgets: dict
+    ceiling: float
+    node_cores: float | None
+    folder: Path | None = None  # once searched: DIR/<search-id>/ (None: nothing was written)
+
+
+def prepare(args, say: Callable[[str], None], check_limit: bool = False) -> Search:
+    """Every check of a search before it starts: the bounds, the scenario's mixes, the spec, the target's
+    options and (with `check_limit`, for a search that starts later) whether the CPU limit can be made."""
     from capacity_model.spec import load_spec
-    from gala.contract.results import load_run
-    from loadtests.orchestrator.knee import KneeBench, scenario_mixes, search_id, step_budget_s
-    from loadtests.orchestrator.run_folder import iso_utc
+    from loadtests.orchestrator.cpulimit import CpuLimit
+    from loadtests.orchestrator.knee import KneeBench, scenario_mixes
     from loadtests.scenario import DEFAULT_SCENARIO
 
     _check(args)
-    say = (lambda _m: None) if args.quiet else (lambda m: print(f"gala probe: {m}", flush=True))
     scenario = args.scenario or DEFAULT_SCENARIO
     spec = load_spec(args.spec)
-    ceiling = args.ceiling if args.ceiling is not None else spec.utilization_ceiling
     bench = KneeBench(scenario=scenario, out_dir=args.out, host=args.host, target_pids=args.target_pid,
                       cpu_limit=args.target_cpu_limit, target_processes=args.target_processes,
                       target_store=args.target_store, target_config=args.target_config,
                       warm_s=args.warm_s, step_s=args.step_s)
     mixes = scenario_mixes(bench.sc, args.phase)
+    if check_limit and args.target_cpu_limit is not None:
+        with CpuLimit(args.target_cpu_limit, label="--target-cpu-limit"):
+            pass  # made and removed at once: a limit that cannot be made is bad input now, not after a run
     critical = bench.sc.critical_links
-    budgets = {l: b for l, b in spec.latency_budgets.items() if l in critical}
     node_cores = args.target_cpu_limit
     if node_cores is None and bench.builtin:
         node_cores = float(args.target_processes)  # one Python process keeps at most one core busy
+    return Search(args=args, say=say, bench=bench, mixes=mixes,
+                  budgets={l: b for l, b in spec.latency_budgets.items() if l in critical},
+                  ceiling=args.ceiling if args.ceiling is not None else spec.utilization_ceiling,
+                  node_cores=node_cores)
+
+
+def search(s: Search) -> tuple[int, "KneeSearch"]:
+    """Run a prepared search into DIR/<search-id>/ (s.folder): its exit code and what it measured."""
+    from capacity_model.contracts.knee import KneeSearch
+    from capacity_model.knee import KneeConfig, generator_saturated, measure_step, next_rate, summarize
+    from capacity_model.knee_report import write_knee
+    from gala.contract.results import load_run
+    from loadtests.orchestrator.knee import search_id, step_budget_s
+    from loadtests.orchestrator.run_folder import iso_utc
+
+    args, say, bench, mixes, budgets, ceiling, node_cores = (s.args, s.say, s.bench, s.mixes, s.budgets, s.ceiling,
+                                                             s.node_cores)
+    scenario = bench.scenario
     cfg = KneeConfig(ceiling=ceiling, tolerance=args.tolerance, max_steps=args.max_steps)
     sid = search_id(bench.sc.name)
     bench.out_dir = args.out / sid  # the search's own folder, made once the target can be limited
@@ -175,8 +224,8 @@ def main(args) -> int:
     except KeyboardInterrupt:
         stopped = "interrupted"
         exit_code = ExitCode.INTERRUPTED
-    speeds = [s.speed_units_per_cpu_s for k in results for s in k.steps if s.speed_units_per_cpu_s]
-    search = KneeSearch(
+    speeds = [st.speed_units_per_cpu_s for k in results for st in k.steps if st.speed_units_per_cpu_s]
+    found = KneeSearch(
         search_id=sid, scenario=str(scenario), target="builtin" if bench.builtin else str(bench.url),
         target_processes=args.target_processes, cpu_limit_cores=args.target_cpu_limit, node_cores=node_cores,
         ceiling=ceiling, budgets={l: {"percentile": b.percentile, "latency_ms": b.latency_ms} for l, b in budgets.items()},
@@ -184,9 +233,10 @@ def main(args) -> int:
         speed_units_per_cpu_s=statistics.median(speeds) if speeds else None, mixes=results, stopped=stopped,
     )
     if bench.out_dir.exists():
-        write_knee(bench.out_dir, search)
-        say(f"knee: {bench.out_dir / 'knee.md'} ({search.wall_s:.0f} s)")
-    return int(exit_code)
+        write_knee(bench.out_dir, found)
+        s.folder = bench.out_dir
+        say(f"knee: {bench.out_dir / 'knee.md'} ({found.wall_s:.0f} s)")
+    return int(exit_code), found
 
 
 def _knee_line(k) -> str:

@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+from gala.cli import run_knee
 from gala.contract.errors import ExitCode, InputError, exit_codes_help
 
 EPILOG = """\
@@ -23,6 +24,9 @@ examples:
   gala run --web-ui                          watch in Locust's web UI on http://127.0.0.1:8089
   gala run --metrics-port 9646 --otel        Prometheus on 127.0.0.1:9646, OpenTelemetry from OTEL_* variables
   gala run -u 100 -t 1m                      the busiest moment scaled to 100 users; stop after a minute
+  gala run --knee measure                    then a knee search of the mixes (target held to 0.25 core, ~4 min):
+                                             the plan's demand at the ceiling measured, not extrapolated
+  gala run --knee results/<knee-search>      plan from the run and an earlier search (gala probe) together
 
 Locust's options: -t/--run-time caps the run as in Locust. -u/--users N scales every phase's users by
 the same factor so that the busiest moment runs N users (each class keeps its share and each user its
@@ -30,10 +34,15 @@ pace, so every intended rate scales by that factor too); -r/--spawn-rate R makes
 users/s. The scenario file stays the source of truth: `gala check FILE -u N` shows the scaled plan.
 Before anything starts, gala run makes every check `gala check` makes (a fault: exit 2, nothing run).
 
+--knee: the plan after the rehearsal is `gala plan RUN KNEE`'s. `--knee measure` searches only after a
+complete rehearsal; a search stopped by the generator's saturation (or the target's exit) leaves the plan
+to the run alone (extrapolated) and the exit code 1; Ctrl-C during it exits 130, the run's folder whole.
+
 """ + exit_codes_help(ExitCode.OK, ExitCode.RUN_FAILED, ExitCode.BAD_INPUT, ExitCode.NODE_BUDGET_SHORT,
                     ExitCode.BUDGET_BROKEN, ExitCode.INTERRUPTED,
                     ok="done: a complete or degraded run, whatever the plan says") + """
-  (3 only with --fail-on-short; 99 only with --budgets, the gate's verdict)
+  (3 only with --fail-on-short; 99 only with --budgets, the gate's verdict; 1 also when --knee measure's
+  search stopped short: the generator saturated or the target exited)
 """
 
 
@@ -105,6 +114,7 @@ def register(sub) -> None:
                    help="parent folder; the run is written to DIR/<run-id>/ (default: ./results)")
     o.add_argument("--no-plan", action="store_true", help="do not make a capacity plan after the run")
     o.add_argument("--spec", type=Path, metavar="FILE", help="capacity spec for the plan (default: the packaged one)")
+    run_knee.add_options(o)
     o.add_argument("--fail-on-short", action="store_true",
                    help="exit 3 when the plan says the node budget is short (default: the plan is a report; exit 0)")
     o.add_argument("--budgets", type=Path, metavar="FILE", help="gate the run on these latency budgets (CI)")
@@ -135,11 +145,13 @@ def check_or_refuse(args, scenario: Path) -> float | None:
     return scale
 
 
-def _plan(run_dir: Path, spec: Path | None, quiet: bool) -> int:
+def _plan(run_dir: Path, spec: Path | None, quiet: bool, knee: Path | None = None) -> int:
     from capacity_model.api import plan_run
 
     progress = (lambda _msg: None) if quiet else (lambda msg: print(f"gala plan: {msg}", flush=True))
-    outcome = plan_run([run_dir], spec_path=spec, out_dir=run_dir / "plan", progress=progress)
+    # with a knee search: `gala plan RUN KNEE` (its default report folder is RUN/plan too)
+    outcome = plan_run([run_dir] + ([knee] if knee is not None else []), spec_path=spec, out_dir=run_dir / "plan",
+                       progress=progress)
     print(outcome.headline, flush=True)
     return int(outcome.exit_code)
 
@@ -169,6 +181,7 @@ def main(args) -> int:
         raise InputError("--fail-on-short: needs the plan (drop --no-plan)")
     # a bad scenario, budget or spec is bad input now, not after the rehearsal
     scale = check_or_refuse(args, args.scenario or DEFAULT_SCENARIO)
+    knee = run_knee.check(args)  # a bad --knee folder, or a search that cannot run: before any load
     check = None
     if args.budgets is not None and args.abort_on_fail:
         from gala.gate.abort import abort_check
@@ -188,19 +201,25 @@ def main(args) -> int:
         command=["gala", *sys.argv[1:]], users_scale=scale, spawn_rate=args.spawn_rate,
         run_time_s=args.run_time, metrics_port=args.metrics_port, otel=args.otel, web_port=args.web_ui,
     ))
-    return after_run(outcome, args)
+    return after_run(outcome, args, knee)
 
 
-def after_run(outcome, args) -> int:
-    """Plan and gate a finished run as the options ask; the exit code of the whole `gala run`."""
+def after_run(outcome, args, knee: run_knee.Knee | None = None) -> int:
+    """Plan (with the knee search `knee` names or measures) and gate a finished run as the options ask;
+    the exit code of the whole `gala run`."""
     if outcome.exit_code == ExitCode.INTERRUPTED or outcome.info.status == "failed":
         return outcome.exit_code
     code = outcome.exit_code
     if code == ExitCode.RUN_FAILED:  # the target died or most requests failed: nothing to plan from
         print("gala run: the run failed (see the warnings above); no plan", file=sys.stderr, flush=True)
     elif not args.no_plan and not outcome.info.interrupted:
-        plan_code = _plan(outcome.run_dir, args.spec, args.quiet)
-        if args.fail_on_short and plan_code == ExitCode.NODE_BUDGET_SHORT:
+        folder, knee_code = knee.after(outcome, args.quiet) if knee is not None else (None, ExitCode.OK)
+        if knee_code == ExitCode.INTERRUPTED:
+            return knee_code
+        plan_code = _plan(outcome.run_dir, args.spec, args.quiet, folder)
+        if knee_code != ExitCode.OK:  # the search stopped short (generator saturated, target exited): as probe's
+            code = knee_code
+        elif args.fail_on_short and plan_code == ExitCode.NODE_BUDGET_SHORT:
             code = plan_code
     if args.budgets is not None:
         gate_code = _gate(outcome.run_dir, args.budgets)  # its verdict is written either way, for CI's page
