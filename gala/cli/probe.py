@@ -10,9 +10,12 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from gala.contract.errors import ExitCode, InputError, exit_codes_help
+
+if TYPE_CHECKING:  # imported when the search runs: `gala probe --help` stays quick
+    from capacity_model.contracts.knee import KneeSearch
 
 EPILOG = """\
 examples:
@@ -164,7 +167,7 @@ def prepare(args, say: Callable[[str], None], check_limit: bool = False) -> Sear
                   node_cores=node_cores)
 
 
-def search(s: Search) -> tuple[int, "KneeSearch"]:
+def search(s: Search) -> tuple[int, KneeSearch]:
     """Run a prepared search into DIR/<search-id>/ (s.folder): its exit code and what it measured."""
     from capacity_model.contracts.knee import KneeSearch
     from capacity_model.knee import KneeConfig, generator_saturated, measure_step, next_rate, summarize
