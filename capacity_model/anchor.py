@@ -141,6 +141,11 @@ def load_adjustment(m: Measurements, links: list[str], cores: float, ceiling: fl
                 # measured there (interpolated between the two steps around it): the curve only fills gaps
                 at = DemandAt(ceiling, k.cpu_ms_at_ceiling, at.rel_error if not at.extrapolated else EXTRAPOLATION_FLOOR,
                               False, curve.u_max)
+            if not (math.isfinite(at.rel_error) and at.cpu_ms > 1e-6):  # a curve at or below zero anchors nothing
+                out.notes.append(f"knee mix {k.mix}: its steps give no positive CPU per request at the {ceiling:.0%} "
+                                 f"ceiling ({curve.intercept_ms:.3g} + {curve.slope_ms:.3g}·u CPU-ms): not used as an "
+                                 "anchor; a search whose steps reach the ceiling would be")
+                continue
             pushed = any((st.utilization or 0.0) >= SATURATED for st in k.steps)
             sat = (max(st.good_rps for st in k.steps) / k.node_cores / ratio) if pushed and k.node_cores else None
             out.anchors[k.mix] = Anchor(k.mix, at.cpu_ms / 1000.0 * ratio, at.rel_error, knee_rates(k),

@@ -53,8 +53,8 @@ def node_quantiles(*, links: list[str], link_rates: np.ndarray, pools: PoolArray
         cpu = draw_demands(pools.cpu_s, se_cpu_s, spec.draws, rng)
         _, _, _, total, _ = size_pools(rates[:, pools.link, :], pools, node, ceiling, redundancy,
                                        exact_latency=False, cpu_s=cpu, scale=scale)
-        # sum the pools of each link: (K, P) @ (P, L) incidence
-        counts += total @ np.eye(len(links))[pools.link]
+        # sum the pools of each link (not a matmul with the incidence: an unreachable pool's inf times 0 is NaN)
+        np.add.at(counts.T, pools.link, total.T)
     for i, (cap, peak) in black_box.items():
         nu, nl = black_box_nodes(rates[:, i, :], cap, peak, ceiling)
         counts[:, i] = with_redundancy(np.maximum(np.maximum(nu, nl).max(axis=-1), 1.0), redundancy)[0]

@@ -48,3 +48,21 @@ def test_split_nodes_keeps_every_node():
     out = split_nodes(10, np.array([3.0, 3.0, 3.0]))
     assert out.sum() == 10 and sorted(out) == [3, 3, 4]
     assert split_nodes(0, np.array([1.0, 2.0])).tolist() == [0, 0]
+
+
+def test_a_link_that_needs_unbounded_nodes_leaves_the_other_links_counts_whole():
+    """One link's demand is unbounded (an infinite CPU per request): its own count is inf, and the other
+    link's stays the finite count it has alone (an incidence matmul made every other link NaN: inf x 0)."""
+    loose = LatencyBudget(percentile=99, latency_ms=50)
+    rates = np.array([[2e6, 5e5], [1e6, 1e6]])  # (links grab, chat) x phases
+    tail, allow = latency_split(loose, 8.0, 1)
+    pools = PoolArrays(link=np.array([0, 1]), service=["api", "api"], cpu_s=np.array([np.inf, 2e-4]),
+                       tail=np.full(2, tail), allowance_s=np.full(2, allow))
+    spec = UncertaintySpec(draws=50, peak_cv=0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # the unbounded pool's own arithmetic is not the point
+        both = node_quantiles(links=["grab", "chat"], link_rates=rates, pools=pools, se_cpu_s=np.zeros(2),
+                              black_box={}, node=NodeSpec(), ceiling=0.7, redundancy=ZONES, spec=spec,
+                              node_budget=10_000)
+    alone = size_link("chat", {"a": 1e6, "b": 1e6}, {"api": 2e-4}, NodeSpec(), 0.7, loose, 8.0, ZONES)
+    assert not np.isfinite(both.links["grab"].p50)  # its own count: unbounded (inf or NaN from inf - inf)
+    assert both.links["chat"].p5 == both.links["chat"].p95 == alone.nodes_required

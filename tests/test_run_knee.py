@@ -75,6 +75,15 @@ def _anchored(plan: dict, link: str) -> bool:
     return row["source"] == "run" and row["note"].startswith("knee search")
 
 
+def _sized_sanely(plan: dict) -> None:
+    """Every sized link has more than a node per zone and the band is finite: a knee curve falling towards
+    zero once sized grab at 3 nodes and made the band NaN."""
+    zones = plan["allocation"]["zones"]
+    assert all(l["required_nodes"] > zones for l in plan["allocation"]["links"]), plan["allocation"]
+    total = plan["uncertainty"]["total"]
+    assert all(isinstance(total[q], (int, float)) and 0 < total[q] < 1e9 for q in ("p5", "p50", "p95")), total
+
+
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     """One real `gala run --knee measure`: (process, the run's folder, the knee search's folder)."""
@@ -97,6 +106,7 @@ def test_run_knee_measure_plans_at_the_measured_knee(measured):
     assert mix["mix"] == "grab" and knee["cpu_limit_cores"] == 0.5 and len(mix["steps"]) >= 2
     plan = _plan(run_dir)
     assert _anchored(plan, "grab"), plan["assumptions"]
+    _sized_sanely(plan)
     assert plan["operating_points"] and {p["source"] for p in plan["operating_points"]} == {"load-dependent"}
     # not the rehearsal's linear extrapolation, which the plan of the run alone says it is
     assert not any(n.startswith("grab: figures extrapolated linearly") for n in plan.get("notes", []))
@@ -113,6 +123,7 @@ def test_run_knee_dir_is_the_plan_of_run_and_knee(measured, tmp_path):
     (run_dir,) = out.iterdir()
     plan = _plan(run_dir)
     assert _anchored(plan, "grab"), plan["assumptions"]
+    _sized_sanely(plan)
     again = plan_run([run_dir, knee_dir], out_dir=tmp_path / "again").plan
     assert plan["allocation"] == json.loads(again.model_dump_json())["allocation"]
 
