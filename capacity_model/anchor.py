@@ -139,9 +139,10 @@ def load_adjustment(m: Measurements, links: list[str], cores: float, ceiling: fl
             out.curves[k.mix] = curve
             if k.cpu_ms_at_ceiling and k.ceiling == ceiling:
                 # measured there (interpolated between the two steps around it): the curve only fills gaps
-                at = DemandAt(ceiling, k.cpu_ms_at_ceiling, at.rel_error if not at.extrapolated else EXTRAPOLATION_FLOOR,
+                trusted = not at.extrapolated and math.isfinite(at.rel_error)
+                at = DemandAt(ceiling, k.cpu_ms_at_ceiling, at.rel_error if trusted else EXTRAPOLATION_FLOOR,
                               False, curve.u_max)
-            if not (math.isfinite(at.rel_error) and at.cpu_ms > 1e-6):  # a curve at or below zero anchors nothing
+            if not math.isfinite(at.rel_error):  # the curve gives no positive cost there (loaddemand: at): no anchor
                 out.notes.append(f"knee mix {k.mix}: its steps give no positive CPU per request at the {ceiling:.0%} "
                                  f"ceiling ({curve.intercept_ms:.3g} + {curve.slope_ms:.3g}·u CPU-ms): not used as an "
                                  "anchor; a search whose steps reach the ceiling would be")

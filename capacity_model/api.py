@@ -19,7 +19,7 @@ from capacity_model.anchor import assumptions as anchor_assumptions
 from capacity_model.anchor import load_adjustment, node_speed, run_cores, run_speed
 from capacity_model.heldout import HeldOut, operating_points, validate_knee
 from capacity_model.scaleout import knee_points, scale_out
-from capacity_model.knee_report import is_knee_search, load_knee
+from capacity_model.knee_report import blind_step_runs, is_knee_search, load_knee
 from capacity_model.operating import operating_blocks
 from capacity_model.planner import make_plan
 from capacity_model.report import ReportInputs, write_report
@@ -65,8 +65,7 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
         raise InputError("only knee searches were given: add a rehearsal's results folder (it gives the mix)")
     progress(f"reading {len(run_dirs)} run(s)" + (f" and {len(knees)} knee search(es)" if knees else ""))
     # a knee search that could not read the target's CPU is the black-box probe: its steps are step-load runs
-    blind = [d / "steps" / s.run_id for d, k in zip(knee_dirs, knees) for mix in k.mixes for s in mix.steps
-             if not any(st.target_cpu_cores is not None for m2 in k.mixes for st in m2.steps)]
+    blind = [step for d, k in zip(knee_dirs, knees) for step in blind_step_runs(d, k)]
     runset = read_runs(run_dirs + blind)
     # the run to validate against is read first, so that a bad folder fails before any planning
     held_knee = load_knee(Path(validate_dir)) if validate_dir is not None and is_knee_search(validate_dir) else None

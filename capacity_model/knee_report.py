@@ -20,6 +20,14 @@ def is_knee_search(folder: Path) -> bool:
     return (Path(folder) / KNEE_FILE).is_file()
 
 
+def blind_step_runs(folder: Path, search: KneeSearch) -> list[Path]:
+    """The step runs a plan reads from a knee search that could not read the target's CPU (the black-box
+    probe: its steps are step-load runs); none when the search measured the CPU."""
+    if any(st.target_cpu_cores is not None for k in search.mixes for st in k.steps):
+        return []
+    return [Path(folder) / "steps" / st.run_id for k in search.mixes for st in k.steps]
+
+
 def load_knee(folder: Path) -> KneeSearch:
     path = Path(folder) / KNEE_FILE
     try:

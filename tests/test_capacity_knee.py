@@ -222,3 +222,23 @@ def test_a_falling_cost_is_held_at_its_last_step_and_a_rising_one_followed_beyon
     rising = fit_load_demand(np.array([0.1, 0.2, 0.3]), np.array([0.20, 0.25, 0.30]))
     assert rising.at(0.7).cpu_ms == pytest.approx(0.50, rel=1e-6)   # followed: the dangerous direction is kept
     assert rising.at(0.0).cpu_ms == pytest.approx(0.175, rel=1e-6)  # below the steps: held (at 5% less), not cheaper
+
+
+def test_a_knee_whose_cost_falls_to_zero_before_the_ceiling_anchors_nothing():
+    """Two low steps whose CPU per request falls so fast that even the held value (the last step plus the
+    margin that counts as measured) is not positive: that mix anchors no link, the note says why, and the
+    link keeps the rehearsal's demand with the linear extrapolation's wider band."""
+    phase = pd.Series(["grab"] * 4, index=range(4))
+    from capacity_model.contracts import Measurements
+    m = Measurements(run_ids=["a"], links=["grab"], throughput=pd.DataFrame({"grab": [60.0] * 4}),
+                     busy_cores=pd.DataFrame({"target": [0.05] * 4}), phase_rps=pd.DataFrame({"grab": [60.0]}, index=["grab"]),
+                     phase_latency_ms=pd.DataFrame(), window_phase=phase)
+    steps = [node(r, index=i).model_copy(update={"utilization": u, "cpu_ms_per_request": d, "target_cpu_cores": u * 0.25})
+             for i, (r, u, d) in enumerate([(100.0, 0.10, 0.30), (200.0, 0.20, 0.08)])]
+    mix = MixKnee(mix="grab", fractions={"grab": 1.0}, node_cores=0.25, ceiling=0.7, steps=steps, stop_reason="budget")
+    knee = KneeSearch(search_id="k", scenario="s", target="t", ceiling=0.7, budgets={}, started_at="", ended_at="",
+                      wall_s=1.0, speed_units_per_cpu_s=None, mixes=[mix], node_cores=0.25)
+    adjust = load_adjustment(m, ["grab"], 0.25, 0.7, [knee])
+    assert adjust.anchors == {} and adjust.home == {}
+    assert any("knee mix grab: its steps give no positive CPU per request" in n for n in adjust.notes)
+    assert adjust.rel_error["grab"] == pytest.approx(0.05 * 5)   # the rehearsal's demand, band widened

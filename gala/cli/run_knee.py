@@ -73,13 +73,13 @@ def check(args) -> Knee | None:
 def check_folder(folder: Path, scenario: Path | None) -> Path:
     """A knee search's folder the plan can use: whole (knee.json is written last), with a mix measured on
     a critical link of the scenario, and the steps' folders the plan reads (a black-box search's)."""
-    from capacity_model.knee_report import KNEE_FILE, load_knee
+    from capacity_model.knee_report import KNEE_FILE, blind_step_runs, is_knee_search, load_knee
     from loadtests.scenario import DEFAULT_SCENARIO, load_scenario
 
     if not folder.is_dir():
         raise InputError(f"--knee {folder}: no such folder; expected a knee search's folder (results/<search-id>, "
                          f"written by gala probe) or the word {MEASURE}")
-    if not (folder / KNEE_FILE).is_file():
+    if not is_knee_search(folder):
         raise InputError(f"--knee {folder}: no {KNEE_FILE} (a search still running or cut short before writing it, "
                          "or not a knee search's folder); expected a folder written by gala probe")
     try:
@@ -96,12 +96,9 @@ def check_folder(folder: Path, scenario: Path | None) -> Path:
     if knee.stopped:  # gala plan RUN KNEE takes it as it is; say what it rests on
         print(f"gala run: warning: --knee {folder}: that search stopped early ({knee.stopped}); the plan uses what "
               "it measured", file=sys.stderr, flush=True)
-    blind = not any(st.target_cpu_cores is not None for k in knee.mixes for st in k.steps)
-    for k in knee.mixes if blind else []:  # without the target's CPU the plan reads the steps as step-load runs
-        for st in k.steps:
-            if not (folder / "steps" / st.run_id / "run.json").is_file():
-                raise InputError(f"--knee {folder / 'steps' / st.run_id}: no run.json; the black-box search's "
-                                 "steps are what the plan reads")
+    for step in blind_step_runs(folder, knee):  # without the target's CPU the plan reads the steps as runs
+        if not (step / "run.json").is_file():
+            raise InputError(f"--knee {step}: no run.json; the black-box search's steps are what the plan reads")
     return folder
 
 
