@@ -5,7 +5,8 @@ Not a test. Starts two `gala target serve` processes (one with `--no-link-cpu`),
 same core (taskset), and drives one at a time from this process pinned to the other core (an aiohttp
 client with many keep-alive connections), alternating on/off in rounds so drift hits both alike. Per
 link and mode: req/s, the target's CPU fraction, CPU-ms per request, req/s per core (= requests /
-target CPU seconds); with attribution on, the share of the target's CPU its handlers were charged.
+target CPU seconds); with attribution on, the share of the target's CPU charged to the link's handlers
+and to its requests' whole path.
 Prints Markdown tables.
 
     .venv/bin/python benchmarks/target.py [--seconds 8] [--rounds 2] [--connections 64] [--users 200]
@@ -153,7 +154,9 @@ def main() -> int:
                         totals[(m, link)][k] += v
             after = _links_cpu(modes["on"][1])
             handler_s = after["links"][link]["handler_cpu_s"] - before["links"].get(link, {}).get("handler_cpu_s", 0.0)
-            attributed[link] = handler_s / max(totals[("on", link)]["cpu_s"], 1e-9)
+            path_s = after["links"][link].get("path_cpu_s", 0.0) - before["links"].get(link, {}).get("path_cpu_s", 0.0)
+            attributed[link] = (handler_s / max(totals[("on", link)]["cpu_s"], 1e-9),
+                                path_s / max(totals[("on", link)]["cpu_s"], 1e-9))
             on, off = (totals[(m, link)] for m in ("on", "off"))
             print(f"  {link}: on {(on['ok'] + on['bad']) / on['cpu_s']:,.0f}, off {(off['ok'] + off['bad']) / off['cpu_s']:,.0f} "
                   f"req per target CPU second", file=sys.stderr)
@@ -186,11 +189,12 @@ def main() -> int:
             n = t["ok"] + t["bad"]
             print(f"| {link} | {m} | {t['ok']:,} | {t['bad']:,} | {n / t['wall_s']:,.0f} | {t['cpu_s'] / t['wall_s']:.0%} | "
                   f"{1000 * t['cpu_s'] / max(n, 1):.3f} | {per_core[(m, link)]:,.0f} |")
-    print("\n| link | req/s per core, on / off | cost of the timing | target CPU charged to the link's handlers |")
-    print("|---|---:|---:|---:|")
+    print("\n| link | req/s per core, on / off | cost of the timing | target CPU charged to the link: handlers | "
+          "whole path |")
+    print("|---|---:|---:|---:|---:|")
     for link in ("grab", "share", "chat"):
         ratio = per_core[("on", link)] / per_core[("off", link)]
-        print(f"| {link} | {ratio:.3f} | {1 - ratio:+.1%} | {attributed[link]:.0%} |")
+        print(f"| {link} | {ratio:.3f} | {1 - ratio:+.1%} | {attributed[link][0]:.0%} | {attributed[link][1]:.0%} |")
     return 0 if passed else 1
 
 

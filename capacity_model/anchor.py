@@ -201,12 +201,22 @@ def adjust_fit(fit: DemandFit, adjust: LoadAdjust | None) -> DemandFit:
     return fit.model_copy(update={"cpu_s_per_request": d, "standard_error_cpu_s": se})
 
 
-def node_speed(spec, model_speed: float | None) -> str | None:
-    """`node.speed_vs_measured` from the declared node rating (`node.speed_units_per_cpu_s`) over the runs'
-    measured speed reference, unless the spec sets it; returns the note that says so."""
-    rating = spec.node.speed_units_per_cpu_s
-    if rating is None or "speed_vs_measured" in spec.node.model_fields_set:
+def node_speed(spec, model_speed: float | None, in_run_speed: float | None = None) -> str | None:
+    """`node.speed_vs_measured`, unless the spec sets it: the node's rating while serving
+    (`node.loaded_speed_units_per_cpu_s`) over the runs' in-run speed where the target sampled it, else the
+    declared rating (`node.speed_units_per_cpu_s`) over the runs' speed reference at their ends; returns the
+    note that says so."""
+    rating, loaded = spec.node.speed_units_per_cpu_s, spec.node.loaded_speed_units_per_cpu_s
+    if (rating is None and loaded is None) or "speed_vs_measured" in spec.node.model_fields_set:
         return None
+    if loaded is not None and in_run_speed:
+        spec.node.speed_vs_measured = loaded / in_run_speed
+        return (f"node.speed_vs_measured = {spec.node.speed_vs_measured:.3f}: the node's rating while serving "
+                f"{loaded:,.0f} over the {in_run_speed:,.0f} work units per CPU-second the target's core gave "
+                "through the runs (demand in speed units, each interval at its own speed)")
+    if rating is None:
+        return (f"node.loaded_speed_units_per_cpu_s {loaded:g} is declared but the target sampled no speed in-run: "
+                f"node.speed_vs_measured stays {spec.node.speed_vs_measured:g}")
     if not model_speed:
         return (f"node.speed_units_per_cpu_s {rating:g} is declared but the runs recorded no speed reference: "
                 f"node.speed_vs_measured stays {spec.node.speed_vs_measured:g}")

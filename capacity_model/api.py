@@ -17,6 +17,7 @@ from capacity_model.contracts import Assumption, CapacitySpec, Measurements, Pla
 from capacity_model.moves import read_allocation
 from capacity_model.anchor import assumptions as anchor_assumptions
 from capacity_model.anchor import load_adjustment, node_speed, run_cores, run_speed
+from capacity_model.attribution import in_run_speed
 from capacity_model.heldout import HeldOut, operating_points, validate_knee
 from capacity_model.scaleout import knee_points, scale_out
 from capacity_model.knee_report import blind_step_runs, is_knee_search, load_knee
@@ -72,7 +73,9 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     checked = _read_validated(Path(validate_dir), spec) if validate_dir is not None and held_knee is None else None
     m, probes = measure(runset, spec)
     model_speed = run_speed([r.info for r in runset.runs])
-    speed_note = node_speed(spec, model_speed)
+    # where the target sampled its core's speed through the runs, its CPU per link is read at that speed
+    m.speed_units_per_cpu_s = in_run_speed(m.link_cpu)
+    speed_note = node_speed(spec, model_speed, m.speed_units_per_cpu_s)
     if speed_note:
         m.notes.append(speed_note)
     cores = float(np.median([run_cores(r.info) for r in runset.runs]))
@@ -100,6 +103,7 @@ def plan_run(run_dirs: list[Path], spec_path: Path | None = None, out_dir: Path 
     validation = None
     if checked is not None:
         observed, run_id, processes = checked
+        observed.speed_units_per_cpu_s = m.speed_units_per_cpu_s  # its CPU at the plan's speed, like for like
         progress(f"validating the model against {run_id}")
         # idle cores are per target process: a run at another process count idles in proportion
         validation = validate(plan, m, observed, observed_run_id=run_id,

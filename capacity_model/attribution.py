@@ -1,17 +1,25 @@
 """CPU per request per link from what the target attributed itself (`link_cpu.csv`, GET /admin/cpu).
 
-The built-in target times each link's handlers with the thread's CPU clock. What no handler is charged
-for (aiohttp's parsing and writing, error responses, the event loop) is the process's CPU minus the
-handlers' sum minus its idle CPU. It is not the same for every link (a share request leaves ~0.37
-CPU-ms of it, a setup request ~0.1, against ~0.22 on average, in a calibration run), so it is regressed
-per link over the polling intervals, where counts and CPU come from the target's own clocks at the
-same instant (no blur between neighbouring seconds). So, per link l of a service:
+The built-in target charges each link the thread CPU of its requests' whole path (parsing, aiohttp,
+the middleware, the handler, writing the answer; an older or another target may charge only its
+handlers). What no link is charged for is the process's CPU minus the links' sum, its idle CPU and its
+speed samples. Where the links' CPU covers most of the process's (COVERED) that rest is the event
+loop's own turns, spread equally per request. Where it is large (handlers only) it is not the same for
+every link (a share request left ~0.37 CPU-ms of it, a setup request ~0.1, against ~0.22 on average,
+in a calibration run), so it is regressed per link over the polling intervals, where counts and CPU
+come from the target's own clocks at the same instant (no blur between neighbouring seconds). So, per
+link l of a service:
 
-    D[l] = handler CPU of l / requests of l  +  overhead per request of l (NNLS over the intervals)
+    D[l] = charged CPU of l / requests of l  +  overhead per request of l (equal, or NNLS per link)
 
 Where the intervals cannot separate the links (too few, or ill-conditioned), the overhead is spread
-equally over every request instead. Standard errors: ratio estimators for the handlers, OLS for the
+equally over every request instead. Standard errors: ratio estimators for the charged CPU, OLS for the
 overhead. Pure: frames in, figures out.
+
+The core's speed moves within a run on this machine kind (a link's CPU per request 0.070 -> 0.112 ms
+within one phase). Where the target sampled it (`_speed` rows: the speed reference's work done in-run
+and its CPU), each interval's CPU is scaled by its own speed (SPEED_SMOOTH) over one speed for the whole
+plan, so every figure is CPU-seconds at that speed, whenever it was measured.
 """
 
 from __future__ import annotations
@@ -23,10 +31,17 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from capacity_model.demand import ILL_CONDITIONED
-from gala.contract.results import PROCESS_ROW
+from gala.contract.results import PROCESS_ROW, SPEED_ROW
 
 MIN_REQUESTS = 50  # fewer requests of a link than this: no attributed demand for it
 FLAT_CV = 0.25     # a link whose requests per interval vary less than this (std / mean) never moved
+# intervals pooled for each interval's speed. Measured over three default runs: 1 gave a total spread of
+# 5.4%, 3 gave 9.6%, 31 gave 11.6% (a core's speed flips for seconds at a time: the finer, the better)
+SPEED_SMOOTH = 1
+# where the links' own CPU covers this much of the process's (the built-in target times each request's
+# whole path), the rest is the event loop's own turns, spread equally per request: regressed per link, that
+# ~20% remainder moved share's demand 16-35% between runs, against 5% spread equally, with the same mean
+COVERED = 0.7
 
 
 @dataclass
@@ -45,8 +60,20 @@ class Attributed:
         return list(self.cpu_s.get(service, {}))
 
 
-def _intervals(frame: pd.DataFrame, idle_cores: float, n_pids: int) -> list[dict]:
-    """Per process: the deltas between consecutive polls (requests and CPU per link, process CPU, idle CPU)."""
+def _speed_series(d_req: pd.DataFrame, d_cpu: pd.DataFrame) -> np.ndarray | None:
+    """Each interval's in-run speed (units per CPU-second) from the `_speed` deltas, pooled over its
+    SPEED_SMOOTH neighbours; None where the process sampled none."""
+    if SPEED_ROW not in d_req.columns or d_req[SPEED_ROW].sum() <= 0:
+        return None
+    roll = dict(window=SPEED_SMOOTH, center=True, min_periods=1)
+    units, cpu = d_req[SPEED_ROW].rolling(**roll).sum(), d_cpu[SPEED_ROW].rolling(**roll).sum()
+    speed = (units / cpu.where(cpu > 0)).replace([np.inf, -np.inf], np.nan).ffill().bfill()
+    return speed.to_numpy(dtype=float)
+
+
+def _intervals(frame: pd.DataFrame, idle_cores: float, n_pids: int, speed: float | None) -> list[dict]:
+    """Per process: the deltas between consecutive polls (requests and CPU per link, process CPU, idle
+    CPU), CPU scaled to `speed` by each interval's own in-run speed where the target sampled it."""
     out = []
     for _pid, g in frame.groupby("pid"):
         req = g.pivot_table(index="ts", columns="link", values="requests", aggfunc="last").sort_index().ffill().fillna(0)
@@ -55,12 +82,28 @@ def _intervals(frame: pd.DataFrame, idle_cores: float, n_pids: int) -> list[dict
             continue
         dt = np.diff(req.index.to_numpy(dtype=float))
         d_req, d_cpu = req.diff().iloc[1:].clip(lower=0), cpu.diff().iloc[1:].clip(lower=0)
-        links = [c for c in d_req.columns if c != PROCESS_ROW]
+        links = [c for c in d_req.columns if c not in (PROCESS_ROW, SPEED_ROW)]
+        own = _speed_series(d_req, d_cpu)
+        scale = own / speed if own is not None and speed else np.ones(len(d_req))
+        sampled = d_cpu[SPEED_ROW].to_numpy() if SPEED_ROW in d_cpu.columns else 0.0
         out.append({
-            "req": d_req[links], "cpu": d_cpu[links],
-            "proc": d_cpu[PROCESS_ROW].to_numpy(), "idle": idle_cores / max(n_pids, 1) * dt,
+            "req": d_req[links], "cpu": d_cpu[links].mul(scale, axis=0),
+            "proc": (d_cpu[PROCESS_ROW].to_numpy() - sampled) * scale,
+            "idle": idle_cores / max(n_pids, 1) * dt * scale,
         })
     return out
+
+
+def in_run_speed(link_cpu: dict[str, pd.DataFrame]) -> float | None:
+    """The speed (units per CPU-second) the targets' cores ran at over all the runs' polls: their
+    sampled work over its CPU; None where no target sampled it."""
+    units = cpu = 0.0
+    for frame in link_cpu.values():
+        for _pid, g in frame[frame["link"] == SPEED_ROW].groupby("pid"):
+            g = g.sort_values("ts")
+            units += float(g["requests"].iloc[-1] - g["requests"].iloc[0])
+            cpu += float(g["cpu_s"].iloc[-1] - g["cpu_s"].iloc[0])
+    return units / cpu if units > 0 and cpu > 0 else None
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
@@ -110,7 +153,8 @@ def _service_demand(parts: list[dict]) -> tuple[dict[str, float], dict[str, floa
     # A link whose rate never moved (the harness's own once-a-second polls) would act as a free intercept
     # and soak up load: it keeps the equal share and stays out of the design
     req = req.rename(columns=str)
-    moving = [l for l in links if req[l].std() > FLAT_CV * max(req[l].mean(), 1e-12)]
+    covered = float(cpu.to_numpy().sum()) >= COVERED * float(np.clip(proc - idle, 0.0, None).sum())
+    moving = [] if covered else [l for l in links if req[l].std() > FLAT_CV * max(req[l].mean(), 1e-12)]
     per_link = _overhead_per_link(req, unattributed - o * req[[l for l in links if l not in moving]].sum(axis=1)
                                   .to_numpy(), moving) if moving and np.isfinite(o) else None
     D, SE, N = {}, {}, {}
@@ -126,14 +170,17 @@ def _service_demand(parts: list[dict]) -> tuple[dict[str, float], dict[str, floa
     return D, SE, float(o) if np.isfinite(o) else 0.0, N, per_link is not None
 
 
-def attributed_demand(link_cpu: dict[str, pd.DataFrame], idle_cores: dict[str, dict[str, float]]) -> Attributed:
-    """Pool every run's polls per service (cpu.csv's process name); also each run alone, for the spread."""
+def attributed_demand(link_cpu: dict[str, pd.DataFrame], idle_cores: dict[str, dict[str, float]],
+                      speed: float | None = None) -> Attributed:
+    """Pool every run's polls per service (cpu.csv's process name); also each run alone, for the spread.
+    CPU is expressed at `speed` (default: the runs' own in-run speed) where the target sampled its speed."""
     out = Attributed()
+    speed = speed or in_run_speed(link_cpu)
     by_service: dict[str, list[dict]] = {}
     for run_id, frame in link_cpu.items():
         for service, g in frame.groupby("service"):
             idle = idle_cores.get(run_id, {}).get(str(service), 0.0)
-            parts = _intervals(g, idle, g["pid"].nunique())
+            parts = _intervals(g, idle, g["pid"].nunique(), speed)
             if not parts:
                 continue
             by_service.setdefault(str(service), []).extend(parts)

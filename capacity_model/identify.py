@@ -96,7 +96,7 @@ def _between_sd(values: list[float]) -> float | None:
 def identify(spec: CapacitySpec, m: Measurements, links: list[str]) -> tuple[DemandFit, list[LinkIdentification], list[str]]:
     """The demand the plan sizes from, each cpu-demand link's identification, and notes for the report."""
     notes: list[str] = []
-    attributed = attributed_demand(m.link_cpu, m.idle_cores) if m.link_cpu else Attributed()
+    attributed = attributed_demand(m.link_cpu, m.idle_cores, m.speed_units_per_cpu_s) if m.link_cpu else Attributed()
     try:
         fit = regress(m, seed=spec.uncertainty.seed)
     except InputError as exc:

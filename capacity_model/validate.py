@@ -360,7 +360,8 @@ def link_checks(plan: Plan, observed: Measurements, tol: Tolerance) -> list[Link
     if plan.demand is None:
         return []
     common = [s for s in plan.demand.services if s in observed.busy_cores.columns]
-    att = attributed_demand(observed.link_cpu, observed.idle_cores) if observed.link_cpu else None
+    att = (attributed_demand(observed.link_cpu, observed.idle_cores, observed.speed_units_per_cpu_s)
+           if observed.link_cpu else None)
     try:
         reg = regress(observed, seed=plan.spec.uncertainty.seed)
     except InputError:

@@ -11,7 +11,9 @@ import pytest
 
 from conftest import STORES, store_args
 from loadtests.target.client import TargetClient
+from gala.contract.speed_work import UNITS, batch
 from loadtests.target.linkcpu import LinkCpu
+from loadtests.target.speedtrack import PER_SLICE, SpeedTrack
 
 
 def _burn(seconds: float) -> None:
@@ -79,7 +81,7 @@ def test_admin_cpu_counts_each_links_requests(target_factory, tmp_path, request,
         assert TargetClient(t.url, a.token).call("POST", "/grab", {})[0] == 200  # new connections: spread over processes
     for _ in range(10):
         assert TargetClient(t.url, a.token).call("POST", "/chat/send", {"to": b_id, "text": "hi"})[0] == 200
-    time.sleep(1.5 if t.worker_pids else 0)  # each process publishes its report every second
+    time.sleep(1.5 if t.worker_pids else 0.3)  # each process publishes its report every second
     report = admin.call("GET", "/admin/cpu")[1]
     processes = report["processes"]
     assert sorted(map(int, processes)) == (sorted(t.worker_pids) or [t.pid])
@@ -89,6 +91,14 @@ def test_admin_cpu_counts_each_links_requests(target_factory, tmp_path, request,
         assert 0 <= p["process"]["handler_cpu_s"] <= p["process"]["cpu_s"]
         assert p["process"]["handler_cpu_s"] == pytest.approx(sum(x["handler_cpu_s"] for x in p["links"].values()), abs=1e-5)
     assert sum(p["links"]["grab"]["handler_cpu_s"] for p in processes.values() if "grab" in p["links"]) > 0
+    # a request's whole path (parsing, aiohttp, the middleware, writing) holds its handler and more
+    for p in processes.values():
+        for link, x in p["links"].items():
+            if x["requests"] and link != "admin":
+                assert x["path_cpu_s"] > x["handler_cpu_s"] > 0, (link, x)
+        assert p["process"]["path_cpu_s"] <= p["process"]["cpu_s"]
+        # the core's speed, sampled through the run: a batch a second, its CPU charged to no link
+        assert p["process"]["speed"]["units"] >= PER_SLICE and p["process"]["speed"]["cpu_s"] > 0
     # /metrics (one process's view) agrees with that process's report.
     text = TargetClient(t.url).raw("GET", "/metrics")[1].decode()
     pid = re.search(r"^gala_target_process_pid (\d+)$", text, re.M).group(1)
@@ -103,3 +113,11 @@ def test_attribution_can_be_switched_off(target_factory):
     a.call("POST", "/grab", {})
     report = TargetClient(t.url, t.admin_token).call("GET", "/admin/cpu")[1]
     assert report["process"]["attribution"] is False and report["links"] == {} and report["process"]["cpu_s"] > 0
+
+
+def test_the_in_run_speed_samples_do_the_reference_batch_whole():
+    track = SpeedTrack()
+    for _ in range(UNITS // PER_SLICE + 1):  # one batch, and the first slice of the next
+        track.step()
+    assert track.checksum == batch(UNITS)  # the same work as the speed reference's batch, all of it
+    assert track.units == UNITS + PER_SLICE and track.cpu_s > 0

@@ -47,6 +47,9 @@ class Measurements:
     fit_from_s: dict[str, float] = field(default_factory=dict)  # run_id -> first aligned second (earlier: blurred)
     # run_id -> the target's own cumulative CPU per link (link_cpu.csv) with a `service` column (cpu.csv's name)
     link_cpu: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # the core speed (speed-reference units per CPU-second) link_cpu's CPU is expressed at: each interval's
+    # CPU is scaled by its own in-run speed over this one (capacity_model.attribution); None: as measured
+    speed_units_per_cpu_s: float | None = None
 
     def method_of(self, link: str) -> Method:
         return self.method.get(link, "cpu-demand")

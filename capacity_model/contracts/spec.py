@@ -71,6 +71,9 @@ class NodeSpec(_Spec):
     # the node's rating in the speed reference's units (loadtests/orchestrator/speed.py, work units per
     # CPU-second): when given, speed_vs_measured defaults to it over the measuring machine's own reference
     speed_units_per_cpu_s: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
+    # the same rating while serving, as the built-in target measures it through a run (link_cpu.csv `_speed`):
+    # with runs that sampled it, speed_vs_measured defaults to it over their in-run speed (it wins over the above)
+    loaded_speed_units_per_cpu_s: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
     # per-node: a balancer spreads a link's requests evenly; each node queues on its own cores (M/M/cores).
     # pooled: one queue over every core of the pool (M/M/(nodes*cores)), an optimistic bound.
     queue: Literal["per-node", "pooled"] = "per-node"

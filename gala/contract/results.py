@@ -31,6 +31,8 @@ CPU_COLUMNS = ["t_s", "ts", "role", "pid", "name", "cpu_percent", "cpu_s", "rss_
 # a row with link PROCESS_ROW holds the process's whole CPU and the requests of all its links
 LINK_CPU_COLUMNS = ["t_s", "ts", "pid", "link", "requests", "cpu_s"]
 PROCESS_ROW = "_process"
+# a row with link SPEED_ROW holds the speed reference's work units done in-run (requests) and their CPU (cpu_s)
+SPEED_ROW = "_speed"
 
 
 class ResultsError(InputError):

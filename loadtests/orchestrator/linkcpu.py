@@ -4,7 +4,8 @@ attributed, not only regress it from totals (issue 10). Plain urllib: this runs 
 
 One poll before the load (after the idle window), one a second while it runs (a thread of its own),
 one after it stops, before the scenario's admin calls. Rows are cumulative counters, one per (poll, process, link), plus a
-`_process` row per process with its whole CPU; results/README.md documents the file.
+`_process` row per process with its whole CPU and, where the target samples it, a `_speed` row with the
+speed reference's work done in-run and its CPU; results/README.md documents the file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urljoin
 
 import pandas as pd
 
-from gala.contract.results import LINK_CPU_COLUMNS, PROCESS_ROW
+from gala.contract.results import LINK_CPU_COLUMNS, PROCESS_ROW, SPEED_ROW
 from loadtests.orchestrator.target_control import http_json
 
 POLL_TIMEOUT_S = 2.0
@@ -70,8 +71,12 @@ class LinkCpuPoller(threading.Thread):
             links = rep.get("links", {})
             rows.append([at, int(pid), PROCESS_ROW, sum(int(v.get("requests", 0)) for v in links.values()),
                          float(proc.get("cpu_s", 0.0))])
-            rows += [[at, int(pid), str(link), int(v.get("requests", 0)), float(v.get("handler_cpu_s", 0.0))]
-                     for link, v in links.items()]
+            # what the target charged each link: its requests' whole path where it reports that, else the handlers'
+            rows += [[at, int(pid), str(link), int(v.get("requests", 0)),
+                      float(v.get("path_cpu_s") or v.get("handler_cpu_s", 0.0))] for link, v in links.items()]
+            speed = proc.get("speed") or {}
+            if speed.get("units"):  # the core's speed through the run: units of work done and their CPU
+                rows.append([at, int(pid), SPEED_ROW, int(speed["units"]), float(speed.get("cpu_s", 0.0))])
         with self._lock:
             self.rows += rows
         return True

@@ -5,19 +5,20 @@ differed 2.8x between two machines of one kind. Each run therefore records how m
 this machine's core does per CPU-second, so that a plan can express demand in reference units
 (CPU-seconds x units per CPU-second = work units per request) and two machines' runs plan alike.
 
-The work is what an interpreter-bound request handler does (parse a JSON body, look up and update
-a few dicts, split a sum in whole fen, build and encode a response), pure Python and the standard
-library, deterministic, checked by a checksum. It is timed in CPU time of the measuring thread
-(`time.thread_time`), not wall time: a busy machine's time slicing and a cgroup quota do not
+The work (`gala.contract.speed_work`, which the target's in-run sampler shares) is what an
+interpreter-bound request handler does (parse a JSON body, update a few dicts, split a sum in whole
+fen, encode a reply), deterministic, checked by a checksum. It is timed in CPU time of the measuring
+thread (`time.thread_time`), not wall time: a busy machine's time slicing and a cgroup quota do not
 count (a process held to half a core does the same work per CPU-second), while what makes a core
 really slower does (a slower model or clock, a neighbour sharing its caches or its SMT sibling).
 The median of many short repeats after a warm-up, with their spread, in about 0.2 s.
 
 A measurement is a snapshot: each core of this kind of machine switches between two speeds about
 1.8x apart for one to a few seconds at a time (its host's other tenants; it shows in no counter
-here). A 0.2 s measurement lands in one or straddles both (then its spread says so), so a run is
-best measured at its start and its end. `serve()` runs batch by batch on request, for comparisons
-that must interleave two conditions on one core to see past those spells (tests, benchmarks).
+here). A 0.2 s measurement lands in one or straddles both (then its spread says so); the built-in
+target therefore also measures the same work through the run on its own core (link_cpu.csv's
+`_speed` rows), which is what the plan normalises each interval by. `serve()` runs batch by batch
+on request, for comparisons that must interleave two conditions on one core (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-BENCHMARK = "gala-speed-1"  # change the name whenever the work changes: only like compares with like
-UNITS = 400                 # work units per repeat (~6 ms of CPU on a 2.8 GHz Xeon core)
+from gala.contract.speed_work import BENCHMARK, UNITS, batch as _batch
+
 REPEATS = 25                # many short repeats: their median rides over a brief slow spell
-ACCOUNTS = 997              # distinct users the work touches (a prime: every residue is visited)
 
 
 @dataclass(frozen=True)
@@ -61,35 +61,6 @@ class SpeedRef:
     def as_run_json(self) -> dict:
         """For run.json's `machine.speed_ref`."""
         return asdict(self)
-
-
-def _unit(i: int, accounts: dict) -> int:
-    """One request's worth of interpreter work; returns a number for the checksum."""
-    body = json.dumps({"user": f"u{i % ACCOUNTS}", "drop": i % 7, "taps": 1 + i % 13, "token": f"{i:016x}"})
-    req = json.loads(body)
-    acct = accounts[req["user"]]
-    # a deterministic split of an 8.80-yuan cap in whole fen (an LCG: no random module state)
-    x = (i * 1103515245 + 12345) & 0x7FFFFFFF
-    shares = [1 + (x >> s) % 88 for s in range(0, 20, 2)][: req["taps"]]
-    fen = sum(shares)
-    acct["fen"] += fen
-    acct["cards"][x % 5] += 1
-    recent = acct["recent"]
-    recent.append(fen)
-    if len(recent) > 8:
-        del recent[0]
-    query = "&".join(f"{k}={v}" for k, v in sorted(req.items()))
-    reply = json.dumps({"ok": True, "fen": fen, "balance": acct["fen"], "top": max(recent), "echo": query})
-    return len(reply) + fen
-
-
-def _batch(units: int) -> int:
-    # every batch starts from the same state, so every unit does the same work whatever the batch size
-    accounts = {f"u{k}": {"fen": 0, "cards": [0, 0, 0, 0, 0], "recent": []} for k in range(ACCOUNTS)}
-    total = 0
-    for i in range(units):
-        total += _unit(i, accounts)
-    return total
 
 
 def _cpu_model() -> str:

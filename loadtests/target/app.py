@@ -20,7 +20,7 @@ from aiohttp import web
 from .audit import audit
 from .config import CARD_KINDS, LinkFaults, TargetConfig
 from .faults import apply as apply_fault
-from .linkcpu import LinkCpu
+from .linkcpu import LINK_KEY, LinkCpu
 from .metrics import Metrics
 from .store import Rejected, Store, StoreUnavailable
 
@@ -288,6 +288,7 @@ def make_middleware(links: dict, faults: dict[str, LinkFaults], metrics: Metrics
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         started = time.perf_counter()
         link = links.get(handler, "none")
+        request[LINK_KEY] = link  # the request's whole path is charged to it (linkcpu.LinkCpu.path)
         guard = getattr(request.protocol, "_gala_guard", None)
         if guard is not None:
             guard.busy(request.protocol, +1)

@@ -7,17 +7,23 @@ and closes a connection still waiting for a whole request, so `idle_timeout_s` b
 half-sent headers; the handler bounds the body (`body_timeout_s`, app.py). `ConnectionGuard` keeps
 at most `max_connections` open (and fewer than the process's open-file limit): at the cap a new
 connection closes the oldest one that is not inside a handler, so `/healthz` stays answerable.
-This subclasses aiohttp's RequestHandler (pyproject pins aiohttp below 4 for it).
+It also tells `linkcpu.LinkCpu` each request's whole path (parsing, the connection's task, the
+request's task), so the target charges every link what its requests cost, not only their handlers.
+This subclasses aiohttp's RequestHandler, `_handle_request` included (pyproject pins aiohttp below 4
+for it; tests/test_target_cpu.py fails if the path is no longer seen).
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import time
 from collections import OrderedDict
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from .linkcpu import LinkCpu
 
 FD_RESERVE = 64  # files, the Redis pool's sockets and the listening socket beside the connections
 
@@ -60,11 +66,30 @@ class ConnectionGuard:
 class JsonRequestHandler(RequestHandler):
     """aiohttp's connection handler, with parser errors answered in JSON and the guard told of each connection."""
 
-    __slots__ = ("_gala_guard",)
+    __slots__ = ("_gala_guard", "_gala_cpu", "_gala_pending_s")
 
-    def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs):
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, link_cpu: LinkCpu | None = None, **kwargs):
         super().__init__(manager, **kwargs)
         self._gala_guard = guard
+        self._gala_cpu = link_cpu if link_cpu is not None and link_cpu.enabled else None
+        self._gala_pending_s = 0.0  # CPU spent on the next request before its task runs (parsing, building)
+
+    def data_received(self, data: bytes) -> None:
+        if self._gala_cpu is None:
+            return super().data_received(data)
+        t0 = time.thread_time()
+        super().data_received(data)
+        self._gala_pending_s += time.thread_time() - t0
+
+    async def start(self) -> None:
+        if self._gala_cpu is None:
+            return await super().start()
+        return await self._gala_cpu.conn_step(self, super().start())
+
+    async def _handle_request(self, request, start_time, request_handler):
+        if self._gala_cpu is None:
+            return await super()._handle_request(request, start_time, request_handler)
+        return await self._gala_cpu.path(self, request, super()._handle_request(request, start_time, request_handler))
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -84,7 +109,8 @@ class JsonRequestHandler(RequestHandler):
         return resp
 
 
-def protocol_factory(runner: web.AppRunner, guard: ConnectionGuard, loop, handler_kwargs: dict):
+def protocol_factory(runner: web.AppRunner, guard: ConnectionGuard, loop, handler_kwargs: dict,
+                     link_cpu: LinkCpu | None = None):
     """What `loop.create_server` calls per connection, in place of aiohttp's own Server."""
     server = runner.server
-    return lambda: JsonRequestHandler(server, guard, loop=loop, **handler_kwargs)
+    return lambda: JsonRequestHandler(server, guard, link_cpu, loop=loop, **handler_kwargs)

@@ -70,7 +70,7 @@ async def serve(sock: socket.socket, store: Store, admin_token: str, faults: dic
     await runner.setup()
     loop = asyncio.get_running_loop()
     guard = ConnectionGuard(connection_cap(cfg.max_connections, getattr(store, "max_connections", 0)))
-    server = await loop.create_server(protocol_factory(runner, guard, loop, handler_kwargs), sock=sock, backlog=1024)
+    server = await loop.create_server(protocol_factory(runner, guard, loop, handler_kwargs, app[LINK_CPU]), sock=sock, backlog=1024)
     for line in announce:
         print(line, flush=True)
     if ready is not None:
@@ -79,9 +79,12 @@ async def serve(sock: socket.socket, store: Store, admin_token: str, faults: dic
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     publisher = asyncio.create_task(_publish_cpu(app, store)) if store.kind != "memory" else None
+    # the core's speed through the run, for the plan (speedtrack.py); only where CPU is attributed
+    sampler = asyncio.create_task(app[LINK_CPU].speed.run()) if link_cpu else None
     await stop.wait()
-    if publisher is not None:
-        publisher.cancel()
+    for task in (publisher, sampler):
+        if task is not None:
+            task.cancel()
     server.close()
     await runner.cleanup()
     await store.close()
