@@ -53,8 +53,9 @@ class Attributed:
     per_run: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # service -> link -> run -> D
     overhead_cpu_s: dict[str, float] = field(default_factory=dict)  # service -> unattributed CPU per request
     requests: dict[str, dict[str, int]] = field(default_factory=dict)  # service -> link -> requests
-    # service -> True: the overhead was regressed per link; False: spread equally over requests
-    overhead_regressed: dict[str, bool] = field(default_factory=dict)
+    # service -> how the overhead was shared: "regressed" per link, "covered" (the links' own CPU covers most
+    # of the process's: the rest spread equally), "inseparable" (the polls could not separate the links: equally)
+    overhead_shared: dict[str, str] = field(default_factory=dict)
 
     def links(self, service: str) -> list[str]:
         return list(self.cpu_s.get(service, {}))
@@ -139,7 +140,7 @@ def _overhead_per_link(req: pd.DataFrame, unattributed: np.ndarray, links: list[
     return dict(zip(links, coef.tolist())), dict(zip(links, se.tolist()))
 
 
-def _service_demand(parts: list[dict]) -> tuple[dict[str, float], dict[str, float], float, dict[str, int], bool]:
+def _service_demand(parts: list[dict]) -> tuple[dict[str, float], dict[str, float], float, dict[str, int], str]:
     req = pd.concat([p["req"] for p in parts], ignore_index=True).fillna(0)
     cpu = pd.concat([p["cpu"] for p in parts], ignore_index=True).reindex(columns=req.columns).fillna(0)
     proc = np.concatenate([p["proc"] for p in parts])
@@ -167,7 +168,8 @@ def _service_demand(parts: list[dict]) -> tuple[dict[str, float], dict[str, floa
         D[link] = h + ol
         SE[link] = float(np.hypot(h_se, ol_se))
         N[link] = int(req[link].sum())
-    return D, SE, float(o) if np.isfinite(o) else 0.0, N, per_link is not None
+    shared = "regressed" if per_link is not None else "covered" if covered else "inseparable"
+    return D, SE, float(o) if np.isfinite(o) else 0.0, N, shared
 
 
 def attributed_demand(link_cpu: dict[str, pd.DataFrame], idle_cores: dict[str, dict[str, float]],
@@ -188,9 +190,39 @@ def attributed_demand(link_cpu: dict[str, pd.DataFrame], idle_cores: dict[str, d
             for link, d in D.items():
                 out.per_run.setdefault(str(service), {}).setdefault(link, {})[run_id] = d
     for service, parts in by_service.items():
-        D, SE, o, N, regressed = _service_demand(parts)
+        D, SE, o, N, shared = _service_demand(parts)
         if D:
             out.cpu_s[service], out.se_cpu_s[service] = D, SE
             out.overhead_cpu_s[service], out.requests[service] = o, N
-            out.overhead_regressed[service] = regressed
+            out.overhead_shared[service] = shared
+    return out
+
+
+def busy_at_speed(busy: pd.DataFrame, link_cpu: dict[str, pd.DataFrame], speed: float | None) -> pd.DataFrame:
+    """cpu.csv's busy cores (rows (run_id, second), a column per service) read at `speed`, like the target's
+    own figures: each second of a service whose processes sampled their speed × that second's speed (their
+    mean) / `speed`; every other second as measured. So the regression cross-checks like with like."""
+    if not speed or not isinstance(busy.index, pd.MultiIndex):
+        return busy
+    out = busy.copy()
+    runs, seconds = busy.index.get_level_values(0), busy.index.get_level_values(1).to_numpy(dtype=float)
+    for run_id, frame in link_cpu.items():
+        sel = np.asarray(runs == run_id)
+        for service, g in frame[frame["link"] == SPEED_ROW].groupby("service"):
+            if str(service) not in out.columns or not sel.any():
+                continue
+            per_pid = []
+            for _pid, p in g.sort_values("ts").groupby("pid"):
+                t = p["t_s"].to_numpy(dtype=float)
+                units, cpu = np.diff(p["requests"].to_numpy(dtype=float)), np.diff(p["cpu_s"].to_numpy(dtype=float))
+                own = np.divide(units, cpu, out=np.full_like(cpu, np.nan), where=cpu > 0)
+                if own.size == 0:
+                    continue
+                k = np.searchsorted(t, seconds[sel] + 0.5) - 1  # the poll interval holding each second's middle
+                per_pid.append(np.where((k >= 0) & (k < own.size), own[np.clip(k, 0, own.size - 1)], np.nan))
+            if not per_pid:
+                continue
+            with np.errstate(all="ignore"):
+                mean = pd.Series(np.nanmean(per_pid, axis=0)).ffill().bfill().fillna(speed).to_numpy()
+            out.loc[sel, str(service)] = out.loc[sel, str(service)].to_numpy() * mean / speed
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from capacity_model.attribution import Attributed, attributed_demand
+from capacity_model.attribution import Attributed, attributed_demand, busy_at_speed
 from capacity_model.contracts import BASELINE, CapacitySpec, DemandFit, LinkIdentification, Measurements
 from capacity_model.demand import estimate_demand, fit_windows, floor_zero_demands
 from gala.contract.errors import InputError
@@ -46,7 +46,8 @@ def idle_frame(m: Measurements) -> pd.DataFrame | None:
 def regress(m: Measurements, seed: int, draws: int = 200) -> DemandFit:
     """The regression over aligned windows with the measured idle subtracted."""
     idle = idle_frame(m)
-    x, u, i = fit_windows(m.throughput, m.busy_cores, idle, m.fit_window_s, m.fit_from_s)
+    x, u, i = fit_windows(m.throughput, busy_at_speed(m.busy_cores, m.link_cpu, m.speed_units_per_cpu_s), idle,
+                          m.fit_window_s, m.fit_from_s)
     fit = estimate_demand(x, u, idle=i, bootstrap_draws=draws, seed=seed)
     sizes = sorted(set(m.fit_window_s.values())) or [1]
     return fit.model_copy(update={"window_s": float(np.median(sizes))})
@@ -61,10 +62,11 @@ def _per_run(m: Measurements, seed: int) -> dict[str, DemandFit]:
     if len(runs) < 2:
         return {}
     idle = idle_frame(m)
+    busy = busy_at_speed(m.busy_cores, m.link_cpu, m.speed_units_per_cpu_s)
     out = {}
     for run in runs:
         sel = idx.get_level_values(0) == run
-        x, u, i = fit_windows(m.throughput[sel], m.busy_cores[sel], None if idle is None else idle[sel],
+        x, u, i = fit_windows(m.throughput[sel], busy[sel], None if idle is None else idle[sel],
                               m.fit_window_s, m.fit_from_s)
         try:
             out[run] = estimate_demand(x, u, idle=i, bootstrap_draws=0, seed=seed)
@@ -139,13 +141,16 @@ def identify(spec: CapacitySpec, m: Measurements, links: list[str]) -> tuple[Dem
         per_run_total[link] = runs if len(runs) >= 2 else {}
         spread[link] = _between_sd(list(runs.values())) if len(runs) >= 2 else None
     if any(v for v in source.values() if v == "attributed"):
-        overhead = ", ".join(f"{s} {o * 1e3:.3g} CPU-ms per request on average, "
-                             + ("regressed per link over the target's polls" if attributed.overhead_regressed.get(s)
-                                else "spread equally (the polls could not separate the links)")
+        how = {"regressed": "regressed per link over the target's polls",
+               "covered": "the event loop's own turns, spread equally (the links' own CPU covers most of the process's)",
+               "inseparable": "spread equally (the polls could not separate the links)"}
+        overhead = ", ".join(f"{s} {o * 1e3:.3g} CPU-ms per request on average, {how[attributed.overhead_shared[s]]}"
                              for s, o in attributed.overhead_cpu_s.items())
-        notes.append(f"demand: taken from the target's own CPU per link (link_cpu.csv: handler CPU per request plus "
-                     f"what no handler was charged for, after idle: {overhead}); the regression over cpu.csv is the "
-                     "cross-check")
+        speed = (f"; each polling interval read at the target's own core speed then, over the runs' "
+                 f"{m.speed_units_per_cpu_s:,.0f} units per CPU-second" if m.speed_units_per_cpu_s else "")
+        notes.append(f"demand: taken from the target's own CPU per link (link_cpu.csv: the CPU it charged each link per "
+                     f"request plus what no link was charged for, after idle: {overhead}{speed}); the regression over "
+                     "cpu.csv is the cross-check")
     final = fit.model_copy(update={
         "cpu_s_per_request": {l: {s: float(D.loc[l, s]) for s in fit.services} for l in fit.links},
         "standard_error_cpu_s": {l: {s: float(SE.loc[l, s]) for s in fit.services} for l in fit.links},
@@ -172,7 +177,7 @@ def identify(spec: CapacitySpec, m: Measurements, links: list[str]) -> tuple[Dem
             if not agree:
                 notes.append(f"demand: {link}: the target attributes {d * 1e3:.3g} CPU-ms per request, the regression "
                              f"{rd * 1e3:.3g} ± {rse * 1e3:.2g}: they differ by more than {AGREE_RELATIVE:.0%} and "
-                             f"{AGREE_SIGMAS:g} standard errors (the attribution is used; what no handler is charged "
+                             f"{AGREE_SIGMAS:g} standard errors (the attribution is used; what no link is charged "
                              "for may not cost the same for every link)")
         reason, fix = "", ""
         if d <= 0 or link in floored:

@@ -152,8 +152,9 @@ def _method_section(plan: Plan, inputs: ReportInputs) -> list[Block]:
                             "idle cores (U0)": d.baseline_busy_cores}).round(4).rename_axis("service")
         blocks += [
             Heading("Service demand (CPU-ms per request)", 3),
-            Para(f"Per link: the target's own CPU per link where it attributes it (link_cpu.csv: its handlers' CPU "
-                 f"per request plus its share of the rest, regressed over the target's polls), else non-negative "
+            Para(f"Per link: the target's own CPU per link where it attributes it (link_cpu.csv: the CPU it "
+                 f"charged the link per request plus its share of the rest, each interval at its own core speed where "
+                 f"the target sampled it), else non-negative "
                  f"least squares over {d.windows} windows of {d.window_s:g} s: busy cores of each target service "
                  f"= idle + Σ req/s × demand, the idle measured before the load where the run did "
                  f"({', '.join(s for s, v in d.idle_measured.items() if v) or 'none'}), else fitted within "

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from capacity_model.anchor import node_speed
-from capacity_model.attribution import attributed_demand, in_run_speed
+from capacity_model.attribution import attributed_demand, busy_at_speed, in_run_speed
 from capacity_model.spec import load_spec
 from gala.contract.results import LINK_CPU_COLUMNS, PROCESS_ROW, SPEED_ROW
 
@@ -74,3 +74,14 @@ def test_the_nodes_loaded_rating_is_held_against_the_in_run_speed():
     spec = load_spec(None)
     node_speed(spec, model_speed=45_000.0, in_run_speed=None)  # no in-run samples: the quiet rating at the ends
     assert spec.node.speed_vs_measured == pytest.approx(spec.node.speed_units_per_cpu_s / 45_000.0)
+
+
+def test_the_regressions_busy_cores_are_read_at_the_same_speed():
+    n = 120
+    speed = np.where(np.arange(n) < n // 2, FAST, SLOW)
+    index = pd.MultiIndex.from_product([["r"], range(n)], names=["run_id", "t_s"])
+    busy = pd.DataFrame({"target": 1000.0 / speed, "redis": 0.1}, index=index)  # 1,000 units of work a second
+    got = busy_at_speed(busy, {"r": polls(n)}, FAST)
+    assert np.allclose(got["target"], 1000.0 / FAST)  # the slow half no longer looks twice as busy
+    assert (got["redis"] == 0.1).all()                # a service that sampled no speed: as measured
+    assert busy_at_speed(busy, {"r": polls(n, speed_rows=False)}, FAST).equals(busy)

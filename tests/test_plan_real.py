@@ -16,7 +16,8 @@ import pytest
 from capacity_model.api import plan_run
 from conftest import gala
 from costed import costed_module
-from gala.contract.results import load_run
+from gala.contract.results import PROCESS_ROW, SPEED_ROW, load_link_cpu, load_run
+from gala.contract.speed_work import UNITS
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -143,7 +144,15 @@ def test_builtin_run_records_idle_aligned_ticks_and_cpu_per_link(short_run, tmp_
     assert info.model_extra["cpu_sampling"]["aligned_from_s"] <= 5.0
     link_cpu = (short_run / "link_cpu.csv").read_text().splitlines()
     assert link_cpu[0] == "t_s,ts,pid,link,requests,cpu_s" and len(link_cpu) > 20
+    # the core's speed through the run (a batch of the speed reference a second), and the links charged their
+    # requests' whole path: the rest (the event loop's turns) is the smaller part of the process's CPU
+    frame = load_link_cpu(short_run)
+    last = frame[frame["ts"] == frame["ts"].max()].set_index("link")
+    assert last.loc[SPEED_ROW, "requests"] >= UNITS * 5 and last.loc[SPEED_ROW, "cpu_s"] > 0
+    links = last.drop(index=[PROCESS_ROW, SPEED_ROW])
+    assert links["cpu_s"].sum() > 0.5 * (last.loc[PROCESS_ROW, "cpu_s"] - frame[frame["link"] == PROCESS_ROW]["cpu_s"].min())
     outcome = plan_run([short_run], out_dir=tmp_path / "plan")
+    assert any("units per CPU-second" in n and "own core speed" in n for n in outcome.plan.notes), outcome.plan.notes
     rows = {r.link: r for r in outcome.plan.identification}
     assert {r.source for r in rows.values()} == {"attributed"}
     assert all(r.regression_cpu_s is not None for r in rows.values())  # cross-checked

@@ -86,10 +86,10 @@ class JsonRequestHandler(RequestHandler):
             return await super().start()
         return await self._gala_cpu.conn_step(self, super().start())
 
-    async def _handle_request(self, request, start_time, request_handler):
+    async def _handle_request(self, request, *args):
         if self._gala_cpu is None:
-            return await super()._handle_request(request, start_time, request_handler)
-        return await self._gala_cpu.path(self, request, super()._handle_request(request, start_time, request_handler))
+            return await super()._handle_request(request, *args)
+        return await self._gala_cpu.path(self, request, super()._handle_request(request, *args))
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
