@@ -93,8 +93,10 @@ def generator_saturated(step: KneeStep, cfg: KneeConfig) -> str | None:
     if step.generator_cpu_percent >= cfg.generator_cpu_percent:
         return (f"a generator process used {step.generator_cpu_percent:.0f}% of a core at {step.intended_rps:.0f} "
                 "req/s offered")
-    target_full = step.utilization is not None and step.utilization >= cfg.saturated_utilization
-    if step.achieved_ratio < cfg.min_achieved_ratio and not step.broken_links and not target_full:
+    # past the ceiling, queues explain a short rate: measured, a target whose cost grows with its queue read
+    # 87% busy (of a 0.5-core quota) while carrying 30 of 52 req/s at 2.2 s, its generator 6% busy
+    past_ceiling = step.utilization is not None and step.utilization >= cfg.ceiling
+    if step.achieved_ratio < cfg.min_achieved_ratio and not step.broken_links and not past_ceiling:
         return (f"only {step.achieved_ratio:.0%} of the offered {step.intended_rps:.0f} req/s was carried while the "
                 "target had headroom and every link was within budget")
     return None

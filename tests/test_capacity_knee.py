@@ -62,6 +62,9 @@ def test_a_saturated_generator_stops_the_search_at_once():
     # a full target explains a short rate: that is the node's knee, not the generator's
     full = node(2000.0, achieved=820.0)
     assert full.utilization >= 0.93 and generator_saturated(full, cfg) is None
+    # so does one past the ceiling, short of full (queues), while the generator idles
+    queued = node(700.0, achieved=400.0)
+    assert cfg.ceiling <= queued.utilization < 0.93 and generator_saturated(queued, cfg) is None
     k = summarize("grab", {"grab": 1.0}, [node(100.0), busy], cfg, 0.25, "generator")
     assert k.generator_limited and k.note.startswith("the generator saturated first")
 
