@@ -4,7 +4,7 @@ A core of this machine kind switches between speeds ~1.8x apart for seconds at a
 request costs follows it: within one 40 s phase a link's handler CPU per request moved 0.070 -> 0.112
 ms while the speed reference at the run's two ends saw neither. So the target runs the speed
 reference's own batch (`gala.contract.speed_work`) once a second, in slices small enough not to hold
-up requests (50 units, 0.2-1.4 ms), and counts the units done and the thread CPU they took. Over any
+up requests (50 units, 0.4-2.5 ms), and counts the units done and the thread CPU they took. Over any
 interval, units / CPU is the speed the target's requests ran at; the plan divides each interval's
 CPU by it. Its CPU is reported apart, so no link is charged for it.
 """
@@ -17,7 +17,7 @@ import time
 from gala.contract.speed_work import BENCHMARK, UNITS, batch_in_slices
 
 PER_SLICE = 50         # units per slice: 8 slices make the reference's batch of 400
-SLICE_EVERY_S = 0.125  # a whole batch a second: 0.3-1.2% of a core on this machine kind
+SLICE_EVERY_S = 0.125  # a whole batch a second: ~1-2% of a core (in-run speeds of 20,000-50,000 units)
 
 
 class SpeedTrack:
