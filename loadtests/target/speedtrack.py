@@ -5,8 +5,8 @@ request costs follows it: within one 40 s phase a link's handler CPU per request
 ms while the speed reference at the run's two ends saw neither. So the target runs the speed
 reference's own batch (`gala.contract.speed_work`) once a second, in slices small enough not to hold
 up requests (50 units, 0.4-2.5 ms), and counts the units done and the thread CPU they took. Over any
-interval, units / CPU is the speed the target's requests ran at; the plan divides each interval's
-CPU by it. Its CPU is reported apart, so no link is charged for it.
+interval, units / CPU is the speed the target's requests ran at; the plan reads each interval's
+CPU at one speed with it (CPU x its speed / the runs' speed). Its CPU is reported apart, charged to no link.
 """
 
 from __future__ import annotations
