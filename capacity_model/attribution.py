@@ -18,8 +18,7 @@ overhead. Pure: frames in, figures out.
 
 The core's speed moves within a run on this machine kind (a link's CPU per request 0.070 -> 0.112 ms
 within one phase). Where the target sampled it (`_speed` rows: the speed reference's work done in-run
-and its CPU), each interval's CPU is scaled by its own speed (SPEED_SMOOTH) over one speed for the whole
-plan, so every figure is CPU-seconds at that speed, whenever it was measured.
+and its CPU), each interval's CPU is scaled by its own speed over one speed for the whole plan, so every figure is CPU-seconds at that speed, whenever it was measured.
 """
 
 from __future__ import annotations
@@ -35,9 +34,6 @@ from gala.contract.results import PROCESS_ROW, SPEED_ROW
 
 MIN_REQUESTS = 50  # fewer requests of a link than this: no attributed demand for it
 FLAT_CV = 0.25     # a link whose requests per interval vary less than this (std / mean) never moved
-# intervals pooled for each interval's speed. Measured over three default runs: 1 gave a total spread of
-# 5.4%, 3 gave 9.6%, 31 gave 11.6% (a core's speed flips for seconds at a time: the finer, the better)
-SPEED_SMOOTH = 1
 # where the links' own CPU covers this much of the process's (the built-in target times each request's
 # whole path), the rest is the event loop's own turns, spread equally per request: regressed per link, that
 # ~20% remainder moved share's demand 16-35% between runs, against 5% spread equally, with the same mean
@@ -61,15 +57,13 @@ class Attributed:
         return list(self.cpu_s.get(service, {}))
 
 
-def _speed_series(d_req: pd.DataFrame, d_cpu: pd.DataFrame) -> np.ndarray | None:
-    """Each interval's in-run speed (units per CPU-second) from the `_speed` deltas, pooled over its
-    SPEED_SMOOTH neighbours; None where the process sampled none."""
-    if SPEED_ROW not in d_req.columns or d_req[SPEED_ROW].sum() <= 0:
-        return None
-    roll = dict(window=SPEED_SMOOTH, center=True, min_periods=1)
-    units, cpu = d_req[SPEED_ROW].rolling(**roll).sum(), d_cpu[SPEED_ROW].rolling(**roll).sum()
-    speed = (units / cpu.where(cpu > 0)).replace([np.inf, -np.inf], np.nan).ffill().bfill()
-    return speed.to_numpy(dtype=float)
+def _interval_speed(units: np.ndarray, cpu: np.ndarray) -> np.ndarray:
+    """Each poll interval's own in-run speed (units per CPU-second) from its `_speed` deltas; an interval
+    without a sample takes its neighbour's. Measured over three default runs, pooling neighbours only
+    blurs it (a total spread of 5.4% with each interval alone, 9.6% over 3 s, 11.6% over 31 s): a core's
+    speed flips for seconds at a time."""
+    own = np.divide(units, cpu, out=np.full(len(cpu), np.nan), where=np.asarray(cpu) > 0)
+    return pd.Series(own).ffill().bfill().to_numpy()
 
 
 def _intervals(frame: pd.DataFrame, idle_cores: float, n_pids: int, speed: float | None) -> list[dict]:
@@ -84,8 +78,9 @@ def _intervals(frame: pd.DataFrame, idle_cores: float, n_pids: int, speed: float
         dt = np.diff(req.index.to_numpy(dtype=float))
         d_req, d_cpu = req.diff().iloc[1:].clip(lower=0), cpu.diff().iloc[1:].clip(lower=0)
         links = [c for c in d_req.columns if c not in (PROCESS_ROW, SPEED_ROW)]
-        own = _speed_series(d_req, d_cpu)
-        scale = own / speed if own is not None and speed else np.ones(len(d_req))
+        sampled_any = SPEED_ROW in d_req.columns and d_req[SPEED_ROW].sum() > 0
+        scale = (_interval_speed(d_req[SPEED_ROW].to_numpy(float), d_cpu[SPEED_ROW].to_numpy(float)) / speed
+                 if sampled_any and speed else np.ones(len(d_req)))
         sampled = d_cpu[SPEED_ROW].to_numpy() if SPEED_ROW in d_cpu.columns else 0.0
         out.append({
             "req": d_req[links], "cpu": d_cpu[links].mul(scale, axis=0),
@@ -214,15 +209,14 @@ def busy_at_speed(busy: pd.DataFrame, link_cpu: dict[str, pd.DataFrame], speed: 
             per_pid = []
             for _pid, p in g.sort_values("ts").groupby("pid"):
                 t = p["t_s"].to_numpy(dtype=float)
-                units, cpu = np.diff(p["requests"].to_numpy(dtype=float)), np.diff(p["cpu_s"].to_numpy(dtype=float))
-                own = np.divide(units, cpu, out=np.full_like(cpu, np.nan), where=cpu > 0)
-                if own.size == 0:
+                if len(t) < 2:
                     continue
+                own = _interval_speed(np.diff(p["requests"].to_numpy(float)), np.diff(p["cpu_s"].to_numpy(float)))
                 k = np.searchsorted(t, seconds[sel] + 0.5) - 1  # the poll interval holding each second's middle
                 per_pid.append(np.where((k >= 0) & (k < own.size), own[np.clip(k, 0, own.size - 1)], np.nan))
             if not per_pid:
                 continue
             with np.errstate(all="ignore"):
-                mean = pd.Series(np.nanmean(per_pid, axis=0)).ffill().bfill().fillna(speed).to_numpy()
+                mean = pd.Series(np.nanmean(per_pid, axis=0)).fillna(speed).to_numpy()
             out.loc[sel, str(service)] = out.loc[sel, str(service)].to_numpy() * mean / speed
     return out

@@ -73,7 +73,8 @@ class LinkCpuPoller(threading.Thread):
                          float(proc.get("cpu_s", 0.0))])
             # what the target charged each link: its requests' whole path where it reports that, else the handlers'
             rows += [[at, int(pid), str(link), int(v.get("requests", 0)),
-                      float(v.get("path_cpu_s") or v.get("handler_cpu_s", 0.0))] for link, v in links.items()]
+                      float(v["path_cpu_s"] if "path_cpu_s" in v else v.get("handler_cpu_s", 0.0))]
+                     for link, v in links.items()]
             speed = proc.get("speed") or {}
             if speed.get("units"):  # the core's speed through the run: units of work done and their CPU
                 rows.append([at, int(pid), SPEED_ROW, int(speed["units"]), float(speed.get("cpu_s", 0.0))])

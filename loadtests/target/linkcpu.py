@@ -4,8 +4,8 @@ The capacity model needs each link's CPU per request identified, not only regres
 Two measures, both summing `time.thread_time()` around each resumption of a coroutine, so CPU spent on
 other requests while one waits at an await (for the body, for Redis) is not counted:
 - *handler* CPU (`timed`): the link's handler alone;
-- *path* CPU (`path`, `conn_step`, `parsed`; guard.py's connection handler calls them): the request's
-  whole way through the process: the parser reading it off the socket, aiohttp building the request,
+- *path* CPU (`path`, `conn_step`, and the parser's time that guard.py's connection handler adds): the
+  request's whole way through the process: the parser reading it off the socket, aiohttp building the request,
   the middleware, the handler, and writing the answer. It is what the plan takes per link: what no
   request is charged for is then only the event loop's own turns, the speed samples aside.
 What stays unattributed is the process total minus the links' path CPU and the in-run speed samples'
@@ -101,7 +101,7 @@ class LinkCpu:
             self.path_total_s += s
 
         def end() -> None:
-            link = request.get(LINK_KEY) if request is not None else None
+            link = request.get(LINK_KEY)
             if link is not None:
                 self.path_cpu_s[link] += spent[0] + conn._gala_pending_s
             conn._gala_pending_s = 0.0

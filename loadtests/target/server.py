@@ -70,7 +70,8 @@ async def serve(sock: socket.socket, store: Store, admin_token: str, faults: dic
     await runner.setup()
     loop = asyncio.get_running_loop()
     guard = ConnectionGuard(connection_cap(cfg.max_connections, getattr(store, "max_connections", 0)))
-    server = await loop.create_server(protocol_factory(runner, guard, loop, handler_kwargs, app[LINK_CPU]), sock=sock, backlog=1024)
+    factory = protocol_factory(runner, guard, loop, handler_kwargs, app[LINK_CPU])
+    server = await loop.create_server(factory, sock=sock, backlog=1024)
     for line in announce:
         print(line, flush=True)
     if ready is not None:
